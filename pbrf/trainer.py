@@ -1,0 +1,115 @@
+"""Vectorized training: M models (M removals of one variant) as one computation.
+
+The M parameter vectors are stacked into ``θ ∈ R^{M×d}``; one shared batch stream feeds all of
+them, each model gets its own removal weights (see :mod:`pbrf.objectives`) and removed
+examples, and ``vmap(grad_and_value(objective))`` computes all M gradients in one pass.
+A run with M = 1 executes the same code, so M stacked models equal M separate runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import grad_and_value, vmap
+
+from pbrf.objectives import Batch, removal_weights
+from pbrf.optim import FirstOrderOptimizer, step_lr
+from pbrf.schedule import batches_of
+
+# objective(θ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
+StackedObjective = Callable[[Tensor, Batch, Tensor, Tensor, Tensor], Tensor]
+Progress = Callable[[int, Tensor], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the message says which models, when, and what to change."""
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    """How to step: optimizer kind, learning rate (with step decay) and batch size."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int | None = 128
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 1.0
+
+
+@dataclass
+class TrainResult:
+    theta: Tensor  # (M, d) final parameters
+    epoch_loss: Tensor  # (epochs, M) mean objective per epoch, as seen during the epoch
+
+
+def check_finite(values: Tensor, *, label: str, epoch: int, lr: float) -> None:
+    """Raise :class:`NonFiniteLossError` if any model's loss is NaN or infinite."""
+    bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+    if bad:
+        raise NonFiniteLossError(
+            f"{label}: the loss became non-finite in epoch {epoch} for model(s) {bad} "
+            f"(learning rate {lr:g}). Lower the learning rate or use fewer epochs; "
+            "for the PBRF variants lower retrain.pbrf_lr_factor."
+        )
+
+
+def train_stacked(
+    objective: StackedObjective,
+    theta0: Tensor,
+    x: Tensor,
+    t: Tensor,
+    orders: Sequence[Tensor],
+    settings: SGDSettings,
+    *,
+    removed: Tensor,
+    epsilon: float,
+    mask_removed: bool = True,
+    prepare: Callable[[Batch], Batch] | None = None,
+    first_epoch: int = 0,
+    label: str = "training",
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train M models from ``theta0`` ``(M, d)`` over the epochs in ``orders``.
+
+    ``orders[e]`` is the example order of epoch ``e``; ``removed`` ``(M, k)`` the indices model m
+    removes (``k = 0`` for none). With ``mask_removed`` the batch weights are
+    ``1 − Nε`` on removed examples (Eq. 2); otherwise all weights are 1 and the objective handles
+    the removal itself (the PBRF objectives). ``prepare`` adds shared per-batch context (e.g.
+    ``f(θˢ, x)``). ``first_epoch`` offsets the epoch numbers used by the learning-rate schedule.
+    """
+    n = x.shape[0]
+    theta = theta0.clone()
+    removed = removed.to(x.device)
+    removed_x, removed_t = x[removed], t[removed]
+    opt = FirstOrderOptimizer(settings.optimizer, momentum=settings.momentum)
+    step = vmap(grad_and_value(objective), in_dims=(0, None, 0, 0, 0))
+    history = []
+    for e, order in enumerate(orders):
+        epoch = first_epoch + e
+        lr = step_lr(settings.lr, epoch, settings.lr_milestones, settings.lr_gamma)
+        total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        steps = 0
+        for idx in batches_of(order, settings.batch_size):
+            idx = idx.to(x.device)
+            batch = Batch(x[idx], t[idx], int(idx.numel()))
+            if prepare is not None:
+                batch = prepare(batch)
+            if mask_removed:
+                w = removal_weights(idx, removed, n, epsilon).to(theta.dtype)
+            else:
+                w = torch.ones(theta.shape[0], idx.numel(), dtype=theta.dtype, device=theta.device)
+            grads, values = step(theta, batch, w, removed_x, removed_t)
+            theta = opt.step(theta, grads, lr)
+            total += values.detach()
+            steps += 1
+        mean = total / steps
+        check_finite(mean, label=label, epoch=epoch, lr=lr)
+        history.append(mean)
+        if progress is not None:
+            progress(epoch, mean)
+    epoch_loss = torch.stack(history) if history else torch.empty(0, theta.shape[0])
+    return TrainResult(theta=theta, epoch_loss=epoch_loss)
