@@ -100,8 +100,11 @@ def lbfgs_stacked(
         gamma = torch.where(good, sy / _dot(y, y).clamp_min(1e-300), gamma)
         ptr = (ptr + 1) % history
         iterations += moving.long()
+        f_prev = f
         theta, g, f = new_theta, new_g, new_f
-        active = moving & (g.abs().amax(-1) > tol_grad)
+        # A model stops when its gradient is small or its value no longer decreases (at the
+        # optimum Armijo steps only shuffle the last bits of f).
+        active = moving & (g.abs().amax(-1) > tol_grad) & (new_f < f_prev)
         if progress is not None:
             progress(it, f)
     grad_norm = g.abs().amax(-1)

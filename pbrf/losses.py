@@ -18,6 +18,7 @@ Conventions (per example):
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor
 
 
 def _sum_per_example(z: Tensor) -> Tensor:
-    return z.reshape(z.shape[0], -1).sum(dim=1)
+    return z.flatten(1).sum(dim=1) if z.dim() > 1 else z
 
 
 class OutputLoss(ABC):
@@ -86,7 +87,7 @@ class CrossEntropy(OutputLoss):
 
     @staticmethod
     def _positions(y: Tensor) -> int:
-        return y[0, ..., 0].numel()
+        return math.prod(y.shape[1:-1])
 
     def __call__(self, y: Tensor, t: Tensor) -> Tensor:
         logp = torch.log_softmax(y, dim=-1)
