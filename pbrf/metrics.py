@@ -46,7 +46,7 @@ def rankdata(a: Tensor) -> Tensor:
     a = a.double().flatten()
     order = torch.argsort(a, stable=True)
     ranks = torch.empty_like(a)
-    ranks[order] = torch.arange(1, a.numel() + 1, dtype=a.dtype)
+    ranks[order] = torch.arange(1, a.numel() + 1, dtype=a.dtype, device=a.device)
     for value in torch.unique(a):
         tie = a == value
         if int(tie.sum()) > 1:
