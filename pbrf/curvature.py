@@ -8,6 +8,10 @@ row-wise, ``(k, d)``. The products here are undamped; solvers add ``λI`` themse
 
 where ``w`` is the weight decay folded into the loss (:mod:`pbrf.problem`). Both are batched over
 the k vectors with ``vmap`` and, for large data, accumulated over chunks of examples.
+
+Thread safety: ``torch.func.jvp`` keeps PyTorch's forward-mode AD level in process-global
+state, so the GNH/Hessian products here and the linearized PBRF objective (Eq. 11) must not run
+in two threads of one process at once; run them in sequence or in separate processes.
 """
 
 from __future__ import annotations

@@ -31,6 +31,16 @@ def output_distance(
     return total / x.shape[0]
 
 
+def output_norm(f: ModelFn, theta: Tensor, x: Tensor, chunk_size: int = 1024) -> Tensor:
+    """``E_x ‖f(θ, x)‖₂`` — the outputs' own scale, against which gaps are read."""
+    with torch.no_grad():
+        total = sum(
+            f(theta, x[i : i + chunk_size]).flatten(1).norm(dim=1).sum()
+            for i in range(0, x.shape[0], chunk_size)
+        )
+    return total / x.shape[0]
+
+
 def pearson(a: Tensor, b: Tensor) -> float:
     """Pearson correlation of two 1-D samples (NaN when either is constant)."""
     a, b = a.double().flatten(), b.double().flatten()

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from pbrf.config import DataConfig
 
+# task of each bundled data set (scikit-learn is imported lazily: it takes ~1.5 s)
+BUNDLED_TASKS = {"breast_cancer": "binary", "digits": "multiclass", "diabetes": "regression"}
 _LOSS_OF_TASK = {
     "binary": "binary_cross_entropy",
     "multiclass": "cross_entropy",
@@ -64,17 +64,16 @@ class Dataset:
         )
 
 
-def _raw(name: str) -> tuple[np.ndarray, np.ndarray, str]:
-    if name == "breast_cancer":
-        b = skd.load_breast_cancer()
-        return b.data, b.target.astype(np.float64), "binary"
-    if name == "digits":
-        b = skd.load_digits()
-        return b.data, b.target.astype(np.int64), "multiclass"
-    if name == "diabetes":
-        b = skd.load_diabetes()
-        return b.data, b.target.astype(np.float64), "regression"
-    raise ValueError(f"unknown data set {name!r}; choose breast_cancer, digits or diabetes")
+def raw_arrays(name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(x, t, task)`` of a bundled scikit-learn data set, before any split."""
+    if name not in BUNDLED_TASKS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {list(BUNDLED_TASKS)}")
+    from sklearn import datasets as skd
+
+    bunch = getattr(skd, f"load_{name}")()
+    task = BUNDLED_TASKS[name]
+    dtype = np.int64 if task == "multiclass" else np.float64
+    return np.asarray(bunch.data, dtype=np.float64), bunch.target.astype(dtype), task
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +83,10 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load, split (seeded; stratified for classification) and standardize one data set."""
-    x, t, task = _raw(cfg.name)
+def split_dataset(x: np.ndarray, t: np.ndarray, task: str, cfg: DataConfig) -> Dataset:
+    """Split (seeded; stratified for classification), subsample and standardize raw arrays."""
+    from sklearn.model_selection import train_test_split
+
     stratify = t if task != "regression" else None
     x_tr, x_te, t_tr, t_te = train_test_split(
         x, t, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=stratify
@@ -101,10 +101,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             t_tr, t_te = t_tr[:, 0], t_te[:, 0]
     if task == "multiclass":
         out_dim = int(t.max()) + 1
-        tt_tr, tt_te = (
-            torch.as_tensor(t_tr, dtype=torch.long),
-            torch.as_tensor(t_te, dtype=torch.long),
-        )
+        tt_tr = torch.as_tensor(t_tr, dtype=torch.long)
+        tt_te = torch.as_tensor(t_te, dtype=torch.long)
     else:
         out_dim = 1
         tt_tr = torch.as_tensor(t_tr, dtype=torch.float32)[:, None]
@@ -118,3 +116,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         task,
         out_dim,
     )
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Load a bundled data set and split it with :func:`split_dataset`."""
+    return split_dataset(*raw_arrays(cfg.name), cfg)
