@@ -117,18 +117,19 @@ def _check(
     norms = h.norm(dim=-1)
     bad = ~torch.isfinite(norms) | (norms > bound * vnorm)
     if bool(bad.any()):
-        eig_txt = (
-            f"{eig:.4g}" if eig is not None else "not estimated (use scale='auto' to estimate it)"
-        )
-        hint = (
-            f"use a scale above {1.5 * (eig + damping):.4g}"
-            if eig is not None
-            else "increase the scale"
-        )
+        if eig is None:
+            eig_txt = "not estimated (scale='auto' estimates it by power iteration)"
+            hint = "increase influence.scale or set it to 'auto'"
+        else:
+            eig_txt = f"{eig:.4g}"
+            hint = (
+                "the sampled minibatch curvature exceeds the full-data estimate: raise "
+                "influence.scale_factor or influence.batch_size"
+            )
         raise LissaDivergenceError(
             f"LiSSA diverged at step {t} of {depth} (repeat {r}): ‖h_t‖/‖v‖ reached "
             f"{float((norms / vnorm)[bad].max()):.3g} (bound {bound:.3g}) for right-hand side(s) "
             f"{bad.nonzero().flatten().tolist()[:5]}. It used scale σ={scale:.4g} with damping "
             f"λ={damping:g}; the top-eigenvalue estimate of the curvature is {eig_txt}. "
-            f"σ must exceed λ_max + λ: {hint}, or raise influence.scale_factor."
+            f"σ must exceed λ_max + λ: {hint}."
         )
