@@ -164,7 +164,7 @@ def _lbfgs(
         tol_grad=train.lbfgs_tol,
         progress=progress,
     )
-    check_finite(res.value, label=label, epoch=int(res.iterations.max()), lr=1.0)
+    check_finite(res.value, label=label, epoch=int(res.iterations.max()), lr=None)
     return TrainResult(theta=res.theta, epoch_loss=res.value[None])
 
 

@@ -46,15 +46,29 @@ class TrainResult:
     epoch_loss: Tensor  # (epochs, M) mean objective per epoch, as seen during the epoch
 
 
-def check_finite(values: Tensor, *, label: str, epoch: int, lr: float) -> None:
-    """Raise :class:`NonFiniteLossError` if any model's loss is NaN or infinite."""
+def check_finite(values: Tensor, *, label: str, epoch: int, lr: float | None) -> None:
+    """Raise :class:`NonFiniteLossError` if any model's loss is NaN or infinite.
+
+    ``lr=None`` marks a line-search optimizer (L-BFGS), where the fix is in the problem itself.
+    """
     bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
-    if bad:
-        raise NonFiniteLossError(
-            f"{label}: the loss became non-finite in epoch {epoch} for model(s) {bad} "
-            f"(learning rate {lr:g}). Lower the learning rate or use fewer epochs; "
+    if not bad:
+        return
+    if lr is None:
+        advice = (
+            "L-BFGS has no learning rate: check the inputs for NaN/inf, raise "
+            "train.weight_decay, or use float64 (dtype)."
+        )
+        where = f"iteration {epoch}"
+    else:
+        advice = (
+            f"(learning rate {lr:g}). Lower the learning rate (train.lr) or use fewer epochs; "
             "for the PBRF variants lower retrain.pbrf_lr_factor."
         )
+        where = f"epoch {epoch}"
+    raise NonFiniteLossError(
+        f"{label}: the loss became non-finite in {where} for model(s) {bad} {advice}"
+    )
 
 
 def train_stacked(

@@ -199,3 +199,24 @@ def test_unknown_variant_and_optimizer():
         from pbrf.optim import FirstOrderOptimizer
 
         FirstOrderOptimizer("rmsprop")
+
+
+def test_lbfgs_nan_names_what_to_check(setup):
+    problem, theta, x, t = setup
+    x = x.clone()
+    x[3, 0] = float("nan")
+    base = BaseRun(theta, theta, torch.empty(0, N, dtype=torch.long), torch.empty(0))
+    with pytest.raises(
+        NonFiniteLossError, match=r"retraining \(warm\).*L-BFGS has no learning rate"
+    ):
+        retrain(
+            "warm",
+            problem,
+            base,
+            x,
+            t,
+            torch.tensor([[0]]),
+            train=TrainConfig(optimizer="lbfgs", epochs=5),
+            retrain=RetrainConfig(num_removals=1),
+            damping=0.01,
+        )
