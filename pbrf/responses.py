@@ -66,6 +66,12 @@ def variant_lr(train: TrainConfig, retrain: RetrainConfig, variant: str) -> floa
     return train.lr * (retrain.pbrf_lr_factor if variant in PBRF_VARIANTS else 1.0)
 
 
+def pbrf_steps(train: TrainConfig, retrain: RetrainConfig, n: int) -> int:
+    """Optimizer steps S of the PBRF run (epochs × steps per epoch)."""
+    steps_per_epoch = 1 if train.batch_size is None else math.ceil(n / train.batch_size)
+    return retrain_epochs(train, retrain, "pbrf") * steps_per_epoch
+
+
 def pbrf_horizon(train: TrainConfig, retrain: RetrainConfig, n: int) -> float | None:
     """``η·S`` (÷(1−μ) with momentum) of the PBRF run: it resolves curvature above ~1/(ηS).
 
@@ -73,10 +79,9 @@ def pbrf_horizon(train: TrainConfig, retrain: RetrainConfig, n: int) -> float | 
     """
     if train.optimizer in ("adam", "lbfgs"):
         return None
-    steps_per_epoch = 1 if train.batch_size is None else math.ceil(n / train.batch_size)
-    steps = retrain_epochs(train, retrain, "pbrf") * steps_per_epoch
     lr = variant_lr(train, retrain, "pbrf")
-    return lr * steps / (1 - train.momentum if train.optimizer == "momentum" else 1.0)
+    momentum = 1 - train.momentum if train.optimizer == "momentum" else 1.0
+    return lr * pbrf_steps(train, retrain, n) / momentum
 
 
 def variant_objective(

@@ -25,7 +25,7 @@ import torch
 
 from pbrf.config import StudyConfig
 from pbrf.metrics import output_distance, output_norm, pearson, spearman
-from pbrf.responses import pbrf_horizon, retrain_epochs, variant_lr
+from pbrf.responses import pbrf_horizon, pbrf_steps, variant_lr
 from tasks import schemas
 from tasks.artifacts import load_checkpoint, read_table, remove_stale_temps, write_table
 from tasks.fingerprint import config_hash
@@ -150,8 +150,7 @@ def horizons(cfg: StudyConfig, solver: dict, n_train: int) -> dict:
     lissa_h = _opt(solver.get("horizon"), float)
     pbrf_h = pbrf_horizon(cfg.train, cfg.retrain, n_train)
     lr = variant_lr(cfg.train, cfg.retrain, "pbrf")
-    per_epoch = 1 if cfg.train.batch_size is None else math.ceil(n_train / cfg.train.batch_size)
-    steps = retrain_epochs(cfg.train, cfg.retrain, "pbrf") * per_epoch
+    steps = pbrf_steps(cfg.train, cfg.retrain, n_train)
     ratio, mismatch = None, False
     if lissa_h is None:
         message = f"no LiSSA horizon (influence.solver={cfg.influence.solver})"

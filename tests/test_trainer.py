@@ -13,7 +13,7 @@ from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.params import flat_params, load_flat_
 from pbrf.problem import Problem
-from pbrf.responses import BaseRun, retrain, train_base, variant_objective
+from pbrf.responses import BaseRun, pbrf_horizon, pbrf_steps, retrain, train_base, variant_objective
 from pbrf.schedule import batches_of, epoch_order, epoch_orders
 from pbrf.trainer import NonFiniteLossError, SGDSettings, train_stacked
 
@@ -220,3 +220,15 @@ def test_lbfgs_nan_names_what_to_check(setup):
             retrain=RetrainConfig(num_removals=1),
             damping=0.01,
         )
+
+
+def test_pbrf_horizon_is_learning_rate_times_steps():
+    train = TrainConfig(lr=0.1, epochs=100, batch_size=128)
+    cfg = RetrainConfig(pbrf_lr_factor=1.0, pbrf_epochs=300)
+    assert pbrf_steps(train, cfg, 1437) == 300 * 12
+    assert pbrf_horizon(train, cfg, 1437) == pytest.approx(360.0)
+    # default: K/2 epochs at lr/10 (Appendix E.3)
+    assert pbrf_horizon(train, RetrainConfig(), 1437) == pytest.approx(0.01 * 50 * 12)
+    momentum = TrainConfig(optimizer="momentum", momentum=0.9, lr=0.1, epochs=10, batch_size=None)
+    assert pbrf_horizon(momentum, cfg, 100) == pytest.approx(0.1 * 300 / 0.1)
+    assert pbrf_horizon(TrainConfig(optimizer="adam"), cfg, 100) is None
