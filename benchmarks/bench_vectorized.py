@@ -259,10 +259,10 @@ def profile_top_ops(fn: Callable[[], object], device: torch.device, top: int) ->
     return lines
 
 
-def part_retrain(args: argparse.Namespace, device: torch.device) -> Row:
+def setup(args: argparse.Namespace, device: torch.device):
+    """The MLP 64-128-128-10 on digits, θˢ after ``--base-epochs``, and M spread-out removals."""
     data = load_dataset(DataConfig(name="digits")).to(device, torch.float32)
     x, t = data.x_train, data.t_train
-    n = x.shape[0]
     model = build_model(
         "mlp",
         input_shape=data.input_shape,
@@ -272,10 +272,15 @@ def part_retrain(args: argparse.Namespace, device: torch.device) -> Row:
         depth=2,
     ).to(device)
     problem = Problem.from_module(model, get_loss("cross_entropy"))
-    theta_s = base_parameters(problem, model, x, t, args.base_epochs)
+    theta = base_parameters(problem, model, x, t, args.base_epochs)
+    n = x.shape[0]
+    removed = torch.linspace(0, n - 1, args.models).round().long()[:, None].to(device)  # (M, 1)
+    return model, problem, x, t, theta, removed
 
-    m = args.models
-    removed = torch.linspace(0, n - 1, m).round().long()[:, None].to(device)  # (M, 1), spread out
+
+def part_retrain(args: argparse.Namespace, device: torch.device) -> Row:
+    model, problem, x, t, theta_s, removed = setup(args, device)
+    n, m = x.shape[0], args.models
     orders = list(epoch_orders(n, SEED, range(args.base_epochs, args.base_epochs + args.epochs)))
     objective, mask, prepare = variant_objective("warm", problem, theta_s, 1.0 / n, 0.0)
     assert mask and prepare is None  # the warm variant removes by weight mask
@@ -373,21 +378,8 @@ def base_parameters(
 
 
 def part_lissa(args: argparse.Namespace, device: torch.device) -> Row:
-    data = load_dataset(DataConfig(name="digits")).to(device, torch.float32)
-    x, t = data.x_train, data.t_train
-    n = x.shape[0]
-    model = build_model(
-        "mlp",
-        input_shape=data.input_shape,
-        output_dim=data.output_dim,
-        seed=SEED,
-        width=128,
-        depth=2,
-    ).to(device)
-    problem = Problem.from_module(model, get_loss("cross_entropy"))
-    theta = base_parameters(problem, model, x, t, args.base_epochs)
+    _, problem, x, t, theta, removed = setup(args, device)
     m = args.models
-    removed = torch.linspace(0, n - 1, m).round().long()[:, None].to(device)
     rhs = removal_gradients(problem, theta, x[removed], t[removed])  # (M, d)
     damping = args.damping
     full = curvature_matvec(problem, theta, x, t, "gnh")

@@ -62,6 +62,14 @@ def retrain_epochs(train: TrainConfig, retrain: RetrainConfig, variant: str) -> 
     return max(1, round(train.epochs * retrain.epochs_fraction))
 
 
+def total_epochs(train: TrainConfig, retrain: RetrainConfig, variant: str) -> int:
+    """Epochs (or L-BFGS iterations at most) one :func:`retrain` call of ``variant`` runs."""
+    if train.optimizer == "lbfgs":
+        return train.epochs
+    extra = retrain_epochs(train, retrain, variant)
+    return train.epochs + extra if variant == "cold" else extra
+
+
 def variant_lr(train: TrainConfig, retrain: RetrainConfig, variant: str) -> float:
     return train.lr * (retrain.pbrf_lr_factor if variant in PBRF_VARIANTS else 1.0)
 

@@ -9,7 +9,7 @@ import torch
 from pbrf.config import StudyConfig
 from pbrf.influence import eval_test_loss
 from pbrf.responses import retrain as pbrf_retrain
-from pbrf.responses import retrain_epochs
+from pbrf.responses import total_epochs
 from pbrf.trainer import TrainResult
 from tasks import schemas
 from tasks.artifacts import remove_stale_temps, save_checkpoint, write_table
@@ -49,11 +49,7 @@ def retrain(out: Path | str, cfg: StudyConfig, variant: str) -> list[Path]:
     sel = load_selection(layout, cfg)
     removed = sel.removed.to(cfg.device)
 
-    epochs = retrain_epochs(cfg.train, cfg.retrain, variant)
-    if variant == "cold" and cfg.train.optimizer != "lbfgs":
-        epochs += cfg.train.epochs
-    if cfg.train.optimizer == "lbfgs":
-        epochs = cfg.train.epochs
+    epochs = total_epochs(cfg.train, cfg.retrain, variant)
     with forward_ad_section(variant in FORWARD_AD_VARIANTS):
         results = _train_shards(variant, cfg, problem, base, ds, removed, epochs)
     theta = torch.cat([r.theta for r in results])

@@ -13,7 +13,15 @@ from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.params import flat_params, load_flat_
 from pbrf.problem import Problem
-from pbrf.responses import BaseRun, pbrf_horizon, pbrf_steps, retrain, train_base, variant_objective
+from pbrf.responses import (
+    BaseRun,
+    pbrf_horizon,
+    pbrf_steps,
+    retrain,
+    total_epochs,
+    train_base,
+    variant_objective,
+)
 from pbrf.schedule import batches_of, epoch_order, epoch_orders
 from pbrf.trainer import NonFiniteLossError, SGDSettings, train_stacked
 
@@ -134,6 +142,7 @@ def test_all_variants_run_and_start_where_table1_says(setup):
         assert torch.isfinite(res.theta).all()
         expected_epochs = 4 + 2 if variant == "cold" else 2
         assert res.epoch_loss.shape == (expected_epochs, 2)
+        assert total_epochs(train, cfg, variant) == expected_epochs
 
 
 def test_first_order_optimizers_match_torch_optim(setup):
