@@ -1,164 +1,291 @@
-"""Typed, validated configuration of a study (pydantic). Bad values name their field.
+"""The study configuration: a typed contract that rejects what it would ignore.
 
-A :class:`StudyConfig` fully determines a run: data, model, base training, the retraining of the
-five variants of Table 1 and the influence estimate. Its :meth:`StudyConfig.section_hash`
-fingerprints each step's inputs so artifacts can be checked against the config that made them.
+A :class:`StudyConfig` fully determines one decomposition study (Section 6, Appendix E): data,
+network, base training, which examples are removed, how the five optima of Table 1 are trained
+and how the influence estimate is computed. Every section is a frozen pydantic model that forbids
+unknown fields; settings that only exist for some choices are modelled as discriminated unions
+(the optimizer by ``train.optimizer.name``, the network by ``model.name``, the solver by
+``influence.solver.name``), so ``momentum`` under plain SGD, or a LeNet option on an MLP, is an
+error naming the field instead of a silently ignored value. Cross-section checks (a network that
+cannot read the data, a loss that does not fit the task, more removals than training examples,
+a horizon-matched PBRF without a horizon to match) fail at validation time too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pbrf.models import MODEL_NAMES
+from pbrf.data.config import DataConfig
+from pbrf.data.registry import data_facts
+from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
+from pbrf.solvers.settings import LissaSettings, SolverSettings
 
-Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf"]
-VARIANTS: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf")
+Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper"]
+VARIANTS: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
+# the variants of Table 1, in the order of the decomposition chain
+CHAIN: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf")
 
-# Size of the bundled scikit-learn data sets, so that impossible removal counts fail at
-# validation time rather than after training.
-DATASET_SIZES: dict[str, int] = {"breast_cancer": 569, "digits": 1797, "diabetes": 442}
+LOSS_TASKS: dict[str, frozenset[str]] = {
+    "cross_entropy": frozenset({"multiclass", "language_model"}),
+    "binary_cross_entropy": frozenset({"binary", "reconstruction"}),
+    "squared_error": frozenset({"regression", "reconstruction", "binary", "multiclass"}),
+}
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Strict):
-    name: Literal["breast_cancer", "digits", "diabetes"] = "digits"
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    train_size: int | None = Field(
-        None, gt=1, description="subsample the training split to this many examples"
+# --------------------------------------------------------------------------- optimizers
+
+
+class _Scheduled(_Strict):
+    lr: float = Field(0.1, gt=0.0, description="learning rate η")
+    lr_milestones: tuple[int, ...] = Field(
+        (), description="epochs at which the learning rate is multiplied by lr_gamma"
     )
-    standardize: bool = True
-    seed: int = 0
+    lr_gamma: float = Field(1.0, gt=0.0, description="step-decay factor")
 
-    def n_train(self) -> int | None:
-        total = DATASET_SIZES.get(self.name)
-        if total is None:
-            return self.train_size
-        n = total - math.ceil(total * self.test_fraction)  # as sklearn's train_test_split
-        return min(n, self.train_size) if self.train_size else n
-
-
-class ModelConfig(_Strict):
-    name: str = "mlp"
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="keyword arguments of the model builder"
-    )
-    seed: int = 0
-
-    @field_validator("name")
+    @field_validator("lr_milestones")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in MODEL_NAMES:
-            raise ValueError(f"unknown model {v!r}; choose one of {list(MODEL_NAMES)}")
+    def _increasing(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m < 1 for m in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"must be strictly increasing positive epochs, got {list(v)}")
         return v
+
+
+class SGD(_Scheduled):
+    """Plain stochastic gradient descent."""
+
+    name: Literal["sgd"] = "sgd"
+
+
+class Momentum(_Scheduled):
+    """SGD with heavy-ball momentum (torch.optim.SGD convention v ← μv + g)."""
+
+    name: Literal["momentum"] = "momentum"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="μ")
+
+
+class Adam(_Scheduled):
+    """Adam with bias correction."""
+
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, description="learning rate η")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0)
+
+
+class LBFGS(_Strict):
+    """Full-batch L-BFGS with Armijo backtracking (no learning rate)."""
+
+    name: Literal["lbfgs"] = "lbfgs"
+    tol: float = Field(1e-10, gt=0.0, description="stop when ‖∇‖_∞ ≤ tol")
+    history: int = Field(20, ge=1, description="curvature pairs kept")
+
+
+Optimizer = Annotated[SGD | Momentum | Adam | LBFGS, Field(discriminator="name")]
+
+ModelConfig = Annotated[
+    Union[tuple(MODEL_OPTIONS.values())],  # noqa: UP007 - a union built from the registry
+    Field(discriminator="name"),
+]
+
+
+def _named(value: Any) -> Any:
+    """Let ``optimizer: adam`` (or ``--set train.optimizer=adam``) mean ``{name: adam}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- sections
 
 
 class TrainConfig(_Strict):
-    optimizer: Literal["sgd", "momentum", "adam", "lbfgs"] = "sgd"
-    lr: float = Field(0.1, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """Base training of θˢ from θ⁰ (Appendix E.2: K epochs on all N examples)."""
+
+    optimizer: Optimizer = Field(default_factory=SGD)
     epochs: int = Field(100, ge=1, description="K; for L-BFGS the maximum number of iterations")
-    batch_size: int | None = Field(128, ge=1, description="None: full batch")
+    batch_size: int | None = Field(128, ge=1, description="minibatch size; null = full batch")
     weight_decay: float = Field(
-        0.0, ge=0.0, description="L2 strength w, folded into the loss: (w/2)‖θ‖²"
+        0.0, ge=0.0, description="L2 strength w, folded into the loss as (w/2)‖θ‖²"
     )
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = Field(1.0, gt=0.0)
-    lbfgs_tol: float = Field(1e-10, gt=0.0)
-    lbfgs_history: int = Field(20, ge=1)
-    seed: int = 0
+    seed: int = Field(0, description="seed of the batch order")
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_by_name(cls, v: Any) -> Any:
+        return _named(v)
+
+    @model_validator(mode="after")
+    def _lbfgs_is_full_batch(self) -> TrainConfig:
+        if self.optimizer.name == "lbfgs" and self.batch_size is not None:
+            raise ValueError(
+                "batch_size: L-BFGS minimizes the full-batch objective; set batch_size to null"
+            )
+        return self
+
+
+class SelectConfig(_Strict):
+    """Which training examples are removed and which test points measure the effect."""
+
+    num_removals: int = Field(20, ge=1, description="M, removal sets (paper: 20)")
+    group_size: int = Field(1, ge=1, description="training examples removed together per set")
+    test_points: int = Field(100, ge=1, description="test examples whose mean loss is tracked")
+    seed: int = Field(0, description="seed of the removals and of the test points")
+
+
+class PBRFConfig(_Strict):
+    """How the PBRF and linearized PBRF (Eq. 8, 11) are trained.
+
+    ``horizon="matched"`` trains them for as many steps S as make η·S equal LiSSA's horizon T/σ
+    (so influence and PBRF resolve the same curvature directions; ``docs/method.md``);
+    ``"explicit"`` uses ``epochs`` (default: the proximal objectives' K/2).
+    The paper's own setting (K/2 epochs at lr × ``paper_lr_factor``) always runs as the
+    ``pbrf_paper`` variant, so both appear side by side.
+    """
+
+    horizon: Literal["matched", "explicit"] = "matched"
+    lr_factor: float = Field(1.0, gt=0.0, description="PBRF learning rate = train lr × this")
+    epochs: int | None = Field(None, ge=1, description="explicit horizon: PBRF epochs")
+    paper_lr_factor: float = Field(
+        0.1, gt=0.0, description="pbrf_paper: learning rate = train lr × this (paper: 1/10)"
+    )
+
+    @model_validator(mode="after")
+    def _epochs_only_when_explicit(self) -> PBRFConfig:
+        if self.horizon == "matched" and self.epochs is not None:
+            raise ValueError(
+                "epochs: a matched horizon derives the PBRF's epochs from LiSSA's T/σ; "
+                "set horizon to 'explicit' to choose them"
+            )
+        return self
 
 
 class RetrainConfig(_Strict):
-    num_removals: int = Field(20, ge=1, description="M, the number of removed examples (or groups)")
-    group_size: int = Field(1, ge=1, description="examples removed together per model")
-    removal_seed: int = 0
-    variants: tuple[Variant, ...] = VARIANTS
+    """The optima of Table 1 (Appendix E.2), each trained for all M removals at once."""
+
+    variants: tuple[Variant, ...] = Field(VARIANTS, description="which optima to train")
     epochs_fraction: float = Field(
-        0.5, gt=0.0, description="retraining epochs as a fraction of K (Appendix E.2: K/2)"
+        0.5, gt=0.0, description="retraining epochs as a fraction of K (paper: K/2)"
     )
-    pbrf_lr_factor: float = Field(
-        0.1,
-        gt=0.0,
-        description="PBRF / linearized PBRF learning rate = lr × this (Appendix E.3: 1/10)",
-    )
-    pbrf_epochs: int | None = Field(
-        None, ge=1, description="epochs for the two PBRF variants (default: same as the others)"
-    )
-    shards: int = Field(
-        1, ge=1, description="split the M removals into this many independent shards"
-    )
+    pbrf: PBRFConfig = Field(default_factory=PBRFConfig)
+    shards: int = Field(1, ge=1, description="split each variant's M removals into this many tasks")
+
+    @field_validator("variants")
+    @classmethod
+    def _nonempty_unique(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("an empty study: list at least one variant")
+        if len(set(v)) != len(v):
+            raise ValueError(f"variants repeat: {list(v)}")
+        return tuple(x for x in VARIANTS if x in v)
 
 
 class InfluenceConfig(_Strict):
-    solver: Literal["lissa", "cg", "exact"] = "lissa"
-    curvature: Literal["gnh", "hessian"] = "gnh"
-    depth: int = Field(5000, ge=1, description="LiSSA recursion depth T")
-    scale: float | Literal["auto"] = "auto"
-    scale_factor: float = Field(1.5, gt=1.0, description="scale='auto' uses σ = factor·(λ_max + λ)")
-    repeats: int = Field(5, ge=1, description="LiSSA repeats R")
-    batch_size: int | None = Field(128, ge=1, description="LiSSA minibatch; None: full data")
-    cg_max_iter: int = Field(1000, ge=1)
-    cg_tol: float = Field(1e-8, gt=0.0)
-    test_points: int = Field(
-        100, ge=1, description="test examples whose mean loss change is predicted"
-    )
-    seed: int = 0
+    """The influence estimate at θˢ (Eq. 10, 23) and its iHVP solver (Appendix D)."""
 
-    @field_validator("scale")
+    curvature: Literal["gnh", "hessian"] = Field(
+        "gnh", description="Gauss-Newton Hessian (Table 5) or the true Hessian (Table 4)"
+    )
+    solver: SolverSettings = Field(default_factory=LissaSettings)
+
+    @field_validator("solver", mode="before")
     @classmethod
-    def _positive_scale(cls, v: float | str) -> float | str:
-        if not isinstance(v, str) and v <= 0:
-            raise ValueError(f"scale must be > 0 or 'auto', got {v}")
-        return v
+    def _solver_by_name(cls, v: Any) -> Any:
+        return _named(v)
 
 
 class StudyConfig(_Strict):
-    """Everything one decomposition study needs (Section 6 / Appendix E)."""
+    """Everything one decomposition study needs (Section 6, Appendix E)."""
 
-    name: str = "study"
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-    retrain: RetrainConfig = RetrainConfig()
-    influence: InfluenceConfig = InfluenceConfig()
+    name: str = Field("study", description="experiment name shown in tables and reports")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=lambda: MODEL_OPTIONS["mlp"]())
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    influence: InfluenceConfig = Field(default_factory=InfluenceConfig)
     loss: Literal["auto", "squared_error", "cross_entropy", "binary_cross_entropy"] = "auto"
     damping: float = Field(1e-3, gt=0.0, description="λ of the proximal terms and of the iHVP")
-    dtype: Literal["float32", "float64"] = "float32"
-    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = Field("float32", description="training precision")
+    eval_dtype: Literal["float32", "float64"] = Field(
+        "float64", description="precision of test losses and output distances"
+    )
+    device: str = Field("cpu", description="cpu, cuda, cuda:N or mps")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_by_name(cls, v: Any) -> Any:
+        return _named(v)
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
+        import re
+
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
+            raise ValueError(f"must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
         return v
 
     @model_validator(mode="after")
-    def _removals_fit(self) -> StudyConfig:
-        n = self.data.n_train()
-        need = self.retrain.num_removals * self.retrain.group_size
-        if n is not None and need > n:
+    def _consistent(self) -> StudyConfig:
+        facts = data_facts(self.data)
+        self._check_model(facts)
+        loss = self.loss_name(facts.default_loss)
+        if facts.task not in LOSS_TASKS[loss]:
             raise ValueError(
-                f"retrain.num_removals × retrain.group_size = {need} exceeds the {n} training "
-                f"examples of data.name={self.data.name!r}"
+                f"loss: {loss} does not fit data.name={self.data.name} (a {facts.task} task)"
             )
-        if self.retrain.shards > self.retrain.num_removals:
+        need = self.select.num_removals * self.select.group_size
+        if need > facts.n_train:
             raise ValueError(
-                f"retrain.shards ({self.retrain.shards}) exceeds retrain.num_removals ({self.retrain.num_removals})"
+                f"select.num_removals × select.group_size = {need} exceeds the {facts.n_train} "
+                f"training examples of data.name={self.data.name}"
             )
+        if self.retrain.shards > self.select.num_removals:
+            raise ValueError(
+                f"retrain.shards ({self.retrain.shards}) exceeds select.num_removals "
+                f"({self.select.num_removals})"
+            )
+        self._check_horizon()
         return self
 
-    def section_hash(self, *sections: str) -> str:
-        """Short SHA-256 of the named sections (e.g. ``"data", "model"``); all when none given."""
-        dump = self.model_dump(mode="json")
-        picked = {k: dump[k] for k in (sections or tuple(dump))}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+    def _check_model(self, facts: Any) -> None:
+        kinds, tasks = MODEL_INPUTS[self.model.name]
+        where = f"model.name={self.model.name} cannot read data.name={self.data.name}"
+        if facts.kind not in kinds or facts.task not in tasks:
+            raise ValueError(
+                f"{where} ({facts.kind} inputs, {facts.task} task); it takes "
+                f"{'/'.join(sorted(kinds))} inputs for {'/'.join(sorted(tasks))} tasks"
+            )
+        try:
+            parameter_count(self.model, input_shape=facts.input_shape, output_dim=facts.output_dim)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where} (inputs of shape {facts.input_shape}): {exc}") from None
+
+    def _check_horizon(self) -> None:
+        if "pbrf" not in self.retrain.variants and "linearized_pbrf" not in self.retrain.variants:
+            return
+        if self.retrain.pbrf.horizon != "matched":
+            return
+        solver = self.influence.solver.name
+        opt = self.train.optimizer.name
+        if solver != "lissa" or opt not in ("sgd", "momentum"):
+            why = (
+                f"influence.solver.name={solver} has no horizon T/σ"
+                if solver != "lissa"
+                else f"train.optimizer.name={opt} has no fixed step η"
+            )
+            raise ValueError(
+                f"retrain.pbrf.horizon: 'matched' needs LiSSA and SGD or momentum, but {why}; "
+                "set retrain.pbrf.horizon to 'explicit'"
+            )
+
+    def loss_name(self, default: str | None = None) -> str:
+        """The output loss: ``loss`` unless ``auto``, else the data set's natural loss."""
+        if self.loss != "auto":
+            return self.loss
+        return default if default is not None else data_facts(self.data).default_loss

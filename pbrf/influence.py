@@ -76,7 +76,40 @@ def self_influence(removal_grads: Tensor, ihvp: Tensor, epsilon: float) -> Tenso
 class IHVPResult:
     x: Tensor  # (k, d)
     solver: str
-    info: dict[str, float | int | None]
+    info: dict[str, float | int | str | None]
+    converged: bool = True
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class EigenEstimate:
+    value: float
+    iterations: int
+    converged: bool
+
+
+def top_curvature_eigenvalue(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    *,
+    curvature: str = "gnh",
+    iters: int = 30,
+    seed: int = 0,
+) -> EigenEstimate:
+    """λ_max of the (undamped) curvature of J on ``(x, t)`` by power iteration."""
+    from pbrf.solvers.power import top_eigenvalue
+
+    value = top_eigenvalue(
+        curvature_matvec(problem, theta, x, t, curvature),
+        theta.numel(),
+        iters=iters,
+        dtype=theta.dtype,
+        device=theta.device,
+        seed=seed,
+    )
+    return EigenEstimate(value, iters, True)
 
 
 def inverse_curvature_product(
@@ -87,56 +120,47 @@ def inverse_curvature_product(
     rhs: Tensor,
     *,
     damping: float,
-    solver: Literal["lissa", "cg", "exact"] = "lissa",
+    solver,
     curvature: Literal["gnh", "hessian"] = "gnh",
-    depth: int = 5000,
-    scale: float | Literal["auto"] = "auto",
-    scale_factor: float = 1.5,
-    repeats: int = 5,
-    batch_size: int | None = 128,
-    cg_max_iter: int = 1000,
-    cg_tol: float = 1e-8,
     chunk_size: int | None = None,
-    seed: int = 0,
+    top_eigenvalue: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> IHVPResult:
-    """``(C + λI)⁻¹ V`` for the rows of ``rhs (k, d)``, C the GNH or Hessian of J on ``(x, t)``.
-
-    LiSSA draws a minibatch of ``batch_size`` examples per step (``None``: full data) and takes
-    its ``scale="auto"`` eigenvalue from the full-data curvature; CG and the exact solve use the
-    full data.
-    """
+    """``(C + λI)⁻¹ V`` for the rows of ``rhs (k, d)``, C the GNH or Hessian of J on ``(x, t)``."""
     full = curvature_matvec(problem, theta, x, t, curvature, chunk_size)
-    if solver == "exact":
+    if solver.name == "exact":
         return IHVPResult(exact_solve(full, rhs, damping=damping), "exact", {})
-    if solver == "cg":
-        res = conjugate_gradient(full, rhs, damping=damping, max_iter=cg_max_iter, tol=cg_tol)
+    if solver.name == "cg":
+        res = conjugate_gradient(
+            full, rhs, damping=damping, max_iter=solver.max_iter, tol=solver.tol
+        )
         return IHVPResult(
             res.x, "cg", {"iterations": res.iterations, "max_residual": float(res.residual.max())}
         )
-    if solver == "lissa":
-        if batch_size is None or batch_size >= x.shape[0]:
-            matvec = full
-        else:
-            gen = torch.Generator().manual_seed(seed)
-            matvec = sampled_matvec(problem, theta, x, t, batch_size, gen, curvature)
-        res = lissa(
-            matvec,
-            rhs,
-            depth=depth,
-            scale=scale,
-            damping=damping,
-            repeats=repeats,
-            scale_factor=scale_factor,
-            eigen_matvec=full,
-            progress=progress,
-        )
-        info = {
-            "scale": res.scale,
-            "top_eigenvalue": res.top_eigenvalue,
-            "depth": depth,
-            "repeats": repeats,
-            "horizon": res.horizon,
-        }
-        return IHVPResult(res.x, "lissa", info)
-    raise ValueError(f"unknown solver {solver!r}; choose 'lissa', 'cg' or 'exact'")
+    if solver.batch_size is None or solver.batch_size >= x.shape[0]:
+        matvec = full
+    else:
+        gen = torch.Generator().manual_seed(solver.seed)
+        matvec = sampled_matvec(problem, theta, x, t, solver.batch_size, gen, curvature)
+    scale = solver.scale
+    if scale == "auto" and top_eigenvalue is not None:
+        scale = solver.scale_factor * (top_eigenvalue + damping)
+    res = lissa(
+        matvec,
+        rhs,
+        depth=solver.depth,
+        scale=scale,
+        damping=damping,
+        repeats=solver.repeats,
+        scale_factor=solver.scale_factor,
+        eigen_matvec=full,
+        progress=progress,
+    )
+    info = {
+        "scale": res.scale,
+        "top_eigenvalue": top_eigenvalue if top_eigenvalue is not None else res.top_eigenvalue,
+        "depth": solver.depth,
+        "repeats": solver.repeats,
+        "horizon": res.horizon,
+    }
+    return IHVPResult(res.x, "lissa", info)

@@ -16,6 +16,15 @@ A group ``S`` is removed by setting ``w = 0`` on every member (``ε = 1/N`` per 
 
 The proximal Bregman objectives (Eq. 8, 11) instead keep every example in the Bregman term
 (their sum runs over all N) and subtract ``ε ℓ_z(θ)`` explicitly at every step.
+
+Responses as displacements
+--------------------------
+The objectives anchored at θˢ (Eq. 7, 8, 11) take the displacement ``δ = θ − θˢ`` as their
+variable, not θ. With ε = 1/N the responses are tiny: a step of size η·ε·g added to θˢ in
+float32 rounds away whenever it is below half a unit in the last place of θˢ, so training θ
+directly loses the very signal being measured. Training δ keeps every update (δ starts at 0 and
+has its own exponent), the proximal and linearized terms use δ exactly, and only the network's
+forward pass sees the rounded sum θˢ + δ.
 """
 
 from __future__ import annotations
@@ -48,11 +57,6 @@ def removal_weights(batch_index: Tensor, removed: Tensor, n: int, epsilon: float
     return 1.0 - n * epsilon * hit.to(torch.get_default_dtype())
 
 
-def _sq_dist(theta: Tensor, anchor: Tensor) -> Tensor:
-    d = theta - anchor
-    return (d * d).sum()
-
-
 def downweighted_objective(
     problem: Problem, theta: Tensor, batch: Batch, weights: Tensor
 ) -> Tensor:
@@ -62,17 +66,18 @@ def downweighted_objective(
 
 
 def proximal_objective(
-    problem: Problem, theta: Tensor, batch: Batch, weights: Tensor, anchor: Tensor, damping: float
+    problem: Problem, delta: Tensor, batch: Batch, weights: Tensor, anchor: Tensor, damping: float
 ) -> Tensor:
-    """``Q(θ, ε) + (λ/2)‖θ − θˢ‖²`` (Eq. 7)."""
-    return downweighted_objective(problem, theta, batch, weights) + 0.5 * damping * _sq_dist(
-        theta, anchor
+    """``Q(θˢ + δ, ε) + (λ/2)‖δ‖²`` (Eq. 7), a function of the displacement δ."""
+    return (
+        downweighted_objective(problem, anchor + delta, batch, weights)
+        + 0.5 * damping * (delta * delta).sum()
     )
 
 
 def pbrf_objective(
     problem: Problem,
-    theta: Tensor,
+    delta: Tensor,
     batch: Batch,
     removed_x: Tensor,
     removed_t: Tensor,
@@ -80,25 +85,26 @@ def pbrf_objective(
     epsilon: float,
     damping: float,
 ) -> Tensor:
-    """The proximal Bregman objective (Eq. 8), minibatch estimate.
+    """The proximal Bregman objective (Eq. 8) at θ = θˢ + δ, minibatch estimate.
 
-    ``(1/|B|) Σ_{i∈B} D_{ℓ_i}(θ) − ε Σ_{z∈S} ℓ_z(θ) + (λ/2)‖θ − θˢ‖²`` where the Bregman
+    ``(1/|B|) Σ_{i∈B} D_{ℓ_i}(θ) − ε Σ_{z∈S} ℓ_z(θ) + (λ/2)‖δ‖²`` where the Bregman
     divergence of ``ℓ_i = L_i + (w/2)‖θ‖²`` is ``D_L(f(θ, x_i), f(θˢ, x_i)) + (w/2)‖θ − θˢ‖²``
     (Eq. 9; the regularizer is quadratic, so its divergence is exact in θ).
     ``batch.anchor_outputs`` must hold ``f(θˢ, x)`` for the batch.
     """
     if batch.anchor_outputs is None:
         raise ValueError("pbrf_objective needs batch.anchor_outputs = f(θˢ, x)")
+    theta = anchor + delta
     y = problem.f(theta, batch.x)
     bregman = problem.loss.bregman(y, batch.anchor_outputs, batch.t).sum() / batch.size
     removed = problem.example_losses(theta, removed_x, removed_t).sum()
-    prox = 0.5 * (damping + problem.weight_decay) * _sq_dist(theta, anchor)
+    prox = 0.5 * (damping + problem.weight_decay) * (delta * delta).sum()
     return bregman - epsilon * removed + prox
 
 
 def linearized_pbrf_objective(
     problem: Problem,
-    theta: Tensor,
+    delta: Tensor,
     batch: Batch,
     removed_x: Tensor,
     removed_t: Tensor,
@@ -106,15 +112,14 @@ def linearized_pbrf_objective(
     epsilon: float,
     damping: float,
 ) -> Tensor:
-    """The linearized PBRF (Eq. 11) through ``torch.func.jvp`` — no Jacobian is formed.
+    """The linearized PBRF (Eq. 11) at θ = θˢ + δ through ``torch.func.jvp`` (no Jacobian).
 
-    With ``Δθ = θ − θˢ`` and ``Δy_i = J_i Δθ`` (Eq. 13, one jvp over batch and removed points):
+    With ``Δθ = δ`` and ``Δy_i = J_i Δθ`` (Eq. 13, one jvp over batch and removed points):
 
         (1/|B|) Σ_{i∈B} ½ Δy_iᵀ H_{yˢ_i} Δy_i + (w/2)‖Δθ‖² − ε Σ_{z∈S} ∇_θℓ_z(θˢ)ᵀ Δθ + (λ/2)‖Δθ‖²
 
     where ``∇_θℓ_z(θˢ)ᵀΔθ = ∇_y L(yˢ_z, t_z)ᵀ Δy_z + w θˢᵀΔθ``. Its minimizer is Eq. 49.
     """
-    delta = theta - anchor
     xs = torch.cat([batch.x, removed_x], dim=0)
     ys, dy = jvp(lambda th: problem.f(th, xs), (anchor,), (delta,))
     b = batch.x.shape[0]

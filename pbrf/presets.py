@@ -1,68 +1,103 @@
-"""Named study presets and ``key=value`` overrides.
+"""Named studies (presets), each at one or more scales, and dotted-key overrides.
 
-Each preset is a plain dict validated into a :class:`~pbrf.config.StudyConfig`; overrides use
-dotted paths (``train.lr=0.05``, ``influence.scale=auto``, ``retrain.variants=[cold,pbrf]``) and
-values in YAML syntax.
+A preset is a plain dict validated into a :class:`~pbrf.config.StudyConfig`. Scales are
+override sets on top of it: ``smoke`` (minutes on a laptop CPU, for CI and a first look) and,
+for the paper's rows, ``paper`` (Appendix E's settings, sized for a GPU). A preset's
+``default_scale`` is what ``pbrf run PRESET`` uses without ``--scale``.
+
+Overrides are ``{"train.optimizer.lr": 0.05, ...}``: dotted paths into the config dict. Parsing
+``key=value`` strings (YAML values) is the command line's job, not this module's.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from pbrf.config import StudyConfig
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's LR/Cancer row of Table 5: strongly convex, trained to convergence with L-BFGS,
-    # so every gap is ≈ 0 and influence matches leave-one-out retraining.
-    "cancer-lr": {
-        "name": "cancer-lr",
-        "data": {"name": "breast_cancer"},
-        "model": {"name": "logistic_regression"},
-        "train": {"optimizer": "lbfgs", "epochs": 1000, "weight_decay": 0.01, "batch_size": None},
-        "retrain": {"num_removals": 20},
-        "influence": {"solver": "lissa", "depth": 20000, "repeats": 1, "batch_size": None},
-        "damping": 0.001,
-        "dtype": "float64",
-    },
-    # A 64-128-128-10 ReLU MLP on scikit-learn digits (the paper's MLP/MNIST set-up, laptop
-    # sized). The PBRF horizon η·S = 0.1 × 300 epochs × 12 steps = 360 matches LiSSA's
-    # T/σ ≈ 300/0.85 ≈ 350 (GUIDE §4), so the two answer the same question.
-    "digits-mlp": {
-        "name": "digits-mlp",
-        "data": {"name": "digits"},
-        "model": {"name": "mlp", "options": {"width": 128, "depth": 2}},
-        "train": {"optimizer": "sgd", "lr": 0.1, "epochs": 100, "batch_size": 128},
-        "retrain": {"num_removals": 20, "pbrf_lr_factor": 1.0, "pbrf_epochs": 300},
-        "influence": {
-            "solver": "lissa",
-            "depth": 300,
-            "repeats": 1,
-            "batch_size": None,
-            "test_points": 100,
+
+@dataclass(frozen=True)
+class Preset:
+    """A study: its config, scales (override sets) and the paper row it reproduces."""
+
+    config: dict[str, Any]
+    description: str
+    scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_scale: str | None = None
+    paper_row: tuple[str, str] | None = None  # (model, dataset) in the paper's tables
+
+    def scale_names(self) -> list[str]:
+        return [*(["default"] if self.default_scale is None else []), *self.scales]
+
+
+# The scale every preset has: a few seconds of training, for CI and a first look.
+def _smoke(**extra: Any) -> dict[str, Any]:
+    return {
+        "select.num_removals": 3,
+        "select.test_points": 10,
+        "train.epochs": 3,
+        "influence.solver.depth": 20,
+        **extra,
+    }
+
+
+PRESETS: dict[str, Preset] = {
+    # A 64-128-128-10 ReLU MLP on scikit-learn digits: the paper's MLP/MNIST set-up, laptop
+    # sized. The PBRF is trained for as many steps as make η·S equal LiSSA's T/σ.
+    "digits-mlp": Preset(
+        config={
+            "name": "digits-mlp",
+            "data": {"name": "digits"},
+            "model": {"name": "mlp", "width": 128, "depth": 2},
+            "train": {"optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 100, "batch_size": 128},
+            "influence": {"solver": {"name": "lissa", "depth": 300, "batch_size": None}},
+            "damping": 0.001,
         },
-        "damping": 0.001,
-    },
+        description="MLP 64-128-128-10 on scikit-learn digits (the default study)",
+        scales={"smoke": _smoke(**{"data.train_size": 100, "model.width": 16})},
+        paper_row=("mlp", "mnist"),
+    ),
+    # The paper's LR/Cancer row: strongly convex, trained to convergence with L-BFGS, so every
+    # gap is ≈ 0 and influence matches leave-one-out retraining.
+    "cancer-lr": Preset(
+        config={
+            "name": "cancer-lr",
+            "data": {"name": "breast_cancer"},
+            "model": {"name": "logistic_regression"},
+            "train": {
+                "optimizer": {"name": "lbfgs"},
+                "epochs": 1000,
+                "weight_decay": 0.01,
+                "batch_size": None,
+            },
+            "retrain": {"pbrf": {"horizon": "explicit"}},
+            "influence": {"solver": {"name": "lissa", "depth": 20000, "batch_size": None}},
+            "damping": 0.001,
+            "dtype": "float64",
+        },
+        description="logistic regression + L2 on breast cancer (UCI Cancer), L-BFGS",
+        scales={"smoke": _smoke(**{"train.epochs": 200, "influence.solver.depth": 2000})},
+        paper_row=("logistic_regression", "cancer"),
+    ),
     # Regression MLP on scikit-learn diabetes (the paper's Concrete/Energy set-up: 2 hidden
-    # layers of 128, squared error, standardized inputs and targets). Horizons matched:
-    # PBRF η·S = 0.01 × 100 epochs × 12 steps = 12, LiSSA T/σ = 240/σ ≈ 12 (σ ≈ 20).
-    "diabetes-mlp": {
-        "name": "diabetes-mlp",
-        "data": {"name": "diabetes"},
-        "model": {"name": "mlp", "options": {"width": 128, "depth": 2}},
-        "train": {"optimizer": "sgd", "lr": 0.01, "epochs": 200, "batch_size": 32},
-        "retrain": {"num_removals": 20, "pbrf_lr_factor": 1.0},
-        "influence": {
-            "solver": "lissa",
-            "depth": 1000,
-            "repeats": 1,
-            "batch_size": None,
-            "test_points": 89,
+    # layers of 128, squared error, standardized inputs and targets).
+    "diabetes-mlp": Preset(
+        config={
+            "name": "diabetes-mlp",
+            "data": {"name": "diabetes"},
+            "model": {"name": "mlp", "width": 128, "depth": 2},
+            "train": {"optimizer": {"name": "sgd", "lr": 0.01}, "epochs": 200, "batch_size": 32},
+            "influence": {"solver": {"name": "lissa", "depth": 1000, "batch_size": None}},
+            "select": {"test_points": 89},
+            "damping": 0.001,
         },
-        "damping": 0.001,
-    },
+        description="MLP 10-128-128-1 on scikit-learn diabetes (regression)",
+        scales={"smoke": _smoke(**{"model.width": 16})},
+        paper_row=("mlp", "concrete"),
+    ),
 }
 
 DEFAULT_PRESET = "digits-mlp"
@@ -72,37 +107,46 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"a.b=value"`` → ``(["a", "b"], parsed value)``; the value is read as YAML."""
-    if "=" not in item:
-        raise ValueError(f"override {item!r} must look like key.path=value")
-    key, raw = item.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ValueError(f"override {item!r} has an empty key")
-    return path, yaml.safe_load(raw) if raw.strip() else None
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
+    return PRESETS[name]
 
 
-def apply_overrides(base: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``base`` with dotted-path overrides applied (list of ``k=v`` or a dict)."""
-    out = copy.deepcopy(base)
-    items = (
-        overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
-    )
-    for key, value in items:
-        path = key.split(".") if isinstance(key, str) else key
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``{"a.b.c": value}`` overrides applied (sections are created)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        path = [p for p in key.split(".") if p]
+        if not path:
+            raise ValueError(f"override {key!r} has an empty key")
         node = out
         for part in path[:-1]:
             child = node.setdefault(part, {})
+            if isinstance(child, str):  # `optimizer: sgd` shorthand, now gaining fields
+                child = node[part] = {"name": child}
             if not isinstance(child, dict):
-                raise ValueError(f"override {'.'.join(path)}: {part!r} is not a section")
+                raise ValueError(f"override {key}: {part!r} is not a section")
             node = child
         node[path[-1]] = value
     return out
 
 
-def load_preset(name: str, overrides: list[str] | dict[str, Any] | None = None) -> StudyConfig:
-    """The validated config of preset ``name`` with ``overrides`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
-    return StudyConfig.model_validate(apply_overrides(PRESETS[name], overrides or []))
+def preset_dict(name: str, scale: str | None = None) -> dict[str, Any]:
+    """The config dict of preset ``name`` at ``scale`` (its default scale when ``None``)."""
+    preset = get_preset(name)
+    scale = scale or preset.default_scale
+    if scale in (None, "default"):
+        if preset.default_scale is not None and scale == "default":
+            raise ValueError(f"preset {name!r} has no default scale; choose {preset.scale_names()}")
+        return copy.deepcopy(preset.config)
+    if scale not in preset.scales:
+        raise ValueError(f"preset {name!r} has no scale {scale!r}; choose {preset.scale_names()}")
+    return apply_overrides(preset.config, preset.scales[scale])
+
+
+def load_preset(
+    name: str, overrides: Mapping[str, Any] | None = None, scale: str | None = None
+) -> StudyConfig:
+    """The validated config of preset ``name`` at ``scale`` with ``overrides`` applied."""
+    return StudyConfig.model_validate(apply_overrides(preset_dict(name, scale), overrides or {}))

@@ -1,16 +1,25 @@
-"""Base training and the five retraining variants of Table 1 / Appendix E.2.
+"""Base training and the retraining variants of Table 1 / Appendix E.2.
 
-=================  ==========================================  ====  =========================
-variant            objective                                   init  batches (epochs)
-=================  ==========================================  ====  =========================
+=================  ==========================================  ====  ============================
+variant            objective                                   init  batches, learning rate
+=================  ==========================================  ====  ============================
 cold               Eq. 2  (removal by weight mask)             θ⁰    base order 0..K−1, then K..
-warm               Eq. 2                                       θˢ    K..K+K/2−1
-proximal           Eq. 7  (+ λ/2‖θ−θˢ‖²)                       θˢ    K..K+K/2−1
-pbrf               Eq. 8  (Bregman, −εℓ_z, proximal)           θˢ    K.., lr × pbrf_lr_factor
-linearized_pbrf    Eq. 11 (quadratic via jvp)                  θˢ    K.., lr × pbrf_lr_factor
-=================  ==========================================  ====  =========================
+warm               Eq. 2                                       θˢ    K.., η
+proximal           Eq. 7  (+ λ/2‖θ−θˢ‖²)                       θˢ    K.., η
+pbrf               Eq. 8  (Bregman, −εℓ_z, proximal)           θˢ    K.., η × lr_factor
+linearized_pbrf    Eq. 11 (quadratic via jvp)                  θˢ    K.., η × lr_factor
+pbrf_paper         Eq. 8, the paper's setting                  θˢ    K.. for K/2 epochs, η/10
+=================  ==========================================  ====  ============================
 
-With ``optimizer="lbfgs"`` every variant is minimized full-batch to convergence instead.
+Every variant returns its optima as displacements ``Δ = θ − θˢ`` (see :mod:`pbrf.objectives`):
+the warm-started ones are trained as displacements from the start, so updates far below the
+rounding unit of θˢ still accumulate. With an L-BFGS base optimizer every variant is minimized
+full-batch to convergence instead.
+
+**Horizons.** LiSSA with scale σ and depth T acts like T gradient steps of size 1/σ on the damped
+quadratic, resolving curvature above ≈ σ/T; S steps of SGD with learning rate η on the PBRF
+resolve curvature above ≈ 1/(ηS) (÷(1−μ) with momentum). ``horizon="matched"`` picks S so that
+η·S/(1−μ) = T/σ.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
-from pbrf.config import VARIANTS, RetrainConfig, TrainConfig
+from pbrf.config import VARIANTS, StudyConfig, TrainConfig
 from pbrf.lbfgs import lbfgs_stacked
 from pbrf.objectives import (
     Batch,
@@ -44,7 +53,8 @@ from pbrf.trainer import (
     train_stacked,
 )
 
-PBRF_VARIANTS = frozenset({"pbrf", "linearized_pbrf"})
+PBRF_VARIANTS = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
+BREGMAN = frozenset({"pbrf", "pbrf_paper"})
 
 
 @dataclass
@@ -53,71 +63,142 @@ class BaseRun:
     theta_s: Tensor  # (d,) trained parameters θˢ
     orders: Tensor  # (K, N) batch order of the base run (empty for L-BFGS)
     epoch_loss: Tensor  # (K,) or (iterations,)
+    converged: bool | None = None  # L-BFGS only
 
 
-def retrain_epochs(train: TrainConfig, retrain: RetrainConfig, variant: str) -> int:
-    """Epochs a variant trains from θˢ (cold start trains K more on top)."""
-    if variant in PBRF_VARIANTS and retrain.pbrf_epochs is not None:
-        return retrain.pbrf_epochs
-    return max(1, round(train.epochs * retrain.epochs_fraction))
+@dataclass
+class Response:
+    """The optima of one variant for M removal sets."""
+
+    delta: Tensor  # (M, d) θ − θˢ
+    epoch_loss: Tensor  # (E, M) mean objective per epoch (per iteration for L-BFGS: (1, M))
+    epochs: int  # epochs run from the variant's start (L-BFGS: iteration cap)
+    lr: float | None  # learning rate (None for L-BFGS)
+    converged: Tensor | None = None  # (M,) bool, L-BFGS only
+    grad_norm: Tensor | None = None  # (M,) final ‖∇‖_∞, L-BFGS only
 
 
-def total_epochs(train: TrainConfig, retrain: RetrainConfig, variant: str) -> int:
-    """Epochs (or L-BFGS iterations at most) one :func:`retrain` call of ``variant`` runs."""
-    if train.optimizer == "lbfgs":
-        return train.epochs
-    extra = retrain_epochs(train, retrain, variant)
-    return train.epochs + extra if variant == "cold" else extra
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how fast a variant trains from θˢ."""
+
+    epochs: int  # epochs from θˢ (cold start adds the K replayed base epochs)
+    lr_factor: float  # learning rate = base learning rate × this
 
 
-def variant_lr(train: TrainConfig, retrain: RetrainConfig, variant: str) -> float:
-    return train.lr * (retrain.pbrf_lr_factor if variant in PBRF_VARIANTS else 1.0)
+# --------------------------------------------------------------------------- schedules
 
 
-def pbrf_steps(train: TrainConfig, retrain: RetrainConfig, n: int) -> int:
-    """Optimizer steps S of the PBRF run (epochs × steps per epoch)."""
-    steps_per_epoch = 1 if train.batch_size is None else math.ceil(n / train.batch_size)
-    return retrain_epochs(train, retrain, "pbrf") * steps_per_epoch
+def sgd_horizon(lr: float, steps: int, momentum: float = 0.0) -> float:
+    """η·S/(1−μ): gradient descent resolves curvature above about its inverse."""
+    return lr * steps / (1.0 - momentum)
 
 
-def pbrf_horizon(train: TrainConfig, retrain: RetrainConfig, n: int) -> float | None:
-    """``η·S`` (÷(1−μ) with momentum) of the PBRF run: it resolves curvature above ~1/(ηS).
+def lissa_scale(
+    scale: float | str, scale_factor: float, damping: float, top_eigenvalue: float | None
+) -> float:
+    """LiSSA's σ: the given scale, or ``scale_factor·(λ_max + λ)`` for ``"auto"`` (Eq. 51)."""
+    if scale != "auto":
+        return float(scale)
+    if top_eigenvalue is None:
+        raise ValueError("scale='auto' needs the curvature's top eigenvalue")
+    return scale_factor * (top_eigenvalue + damping)
 
-    ``None`` for Adam and L-BFGS, whose step is not a fixed multiple of the gradient.
+
+def lissa_horizon(depth: int, scale: float) -> float:
+    """T/σ: LiSSA acts like T gradient steps of size 1/σ on the damped quadratic."""
+    return depth / scale
+
+
+def matched_epochs(horizon: float, lr: float, steps_per_epoch: int, momentum: float = 0.0) -> int:
+    """Epochs S/steps_per_epoch (≥ 1, nearest) with η·S/(1−μ) closest to ``horizon``."""
+    if horizon <= 0 or lr <= 0 or steps_per_epoch < 1:
+        raise ValueError(
+            f"need horizon > 0, lr > 0, steps_per_epoch ≥ 1; got {horizon}, {lr}, {steps_per_epoch}"
+        )
+    steps = horizon * (1.0 - momentum) / lr
+    return max(1, round(steps / steps_per_epoch))
+
+
+def _momentum(train: TrainConfig) -> float:
+    return getattr(train.optimizer, "momentum", 0.0)
+
+
+def base_lr(train: TrainConfig) -> float | None:
+    return getattr(train.optimizer, "lr", None)
+
+
+def variant_schedule(
+    cfg: StudyConfig, variant: str, n_train: int, lissa_horizon: float | None = None
+) -> Schedule:
+    """Epochs and learning-rate factor of ``variant`` under ``cfg`` (module table, Appendix E.2).
+
+    A matched PBRF needs ``lissa_horizon`` (T/σ of the influence solve); ``n_train`` sets the
+    steps per epoch.
     """
-    if train.optimizer in ("adam", "lbfgs"):
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    k_half = max(1, round(cfg.train.epochs * cfg.retrain.epochs_fraction))
+    pb = cfg.retrain.pbrf
+    if variant == "pbrf_paper":
+        return Schedule(k_half, pb.paper_lr_factor)
+    if variant not in PBRF_VARIANTS:
+        return Schedule(k_half, 1.0)
+    if pb.horizon == "explicit" or cfg.train.optimizer.name == "lbfgs":
+        return Schedule(pb.epochs or k_half, pb.lr_factor)
+    if lissa_horizon is None:
+        raise ValueError(f"a horizon-matched {variant} needs LiSSA's horizon T/σ")
+    lr = base_lr(cfg.train)
+    assert lr is not None
+    epochs = matched_epochs(
+        lissa_horizon,
+        lr * pb.lr_factor,
+        steps_per_epoch(n_train, cfg.train.batch_size),
+        _momentum(cfg.train),
+    )
+    return Schedule(epochs, pb.lr_factor)
+
+
+def schedule_horizon(cfg: StudyConfig, schedule: Schedule, n_train: int) -> float | None:
+    """η·S/(1−μ) of a warm-started schedule; ``None`` for Adam and L-BFGS (no fixed step)."""
+    if cfg.train.optimizer.name not in ("sgd", "momentum"):
         return None
-    lr = variant_lr(train, retrain, "pbrf")
-    momentum = 1 - train.momentum if train.optimizer == "momentum" else 1.0
-    return lr * pbrf_steps(train, retrain, n) / momentum
+    lr = base_lr(cfg.train)
+    assert lr is not None
+    steps = schedule.epochs * steps_per_epoch(n_train, cfg.train.batch_size)
+    return sgd_horizon(lr * schedule.lr_factor, steps, _momentum(cfg.train))
+
+
+# --------------------------------------------------------------------------- objectives
 
 
 def variant_objective(
-    variant: str, problem: Problem, theta_s: Tensor, epsilon: float, damping: float
+    variant: str, problem: Problem, anchor: Tensor, epsilon: float, damping: float
 ) -> tuple[StackedObjective, bool, Callable[[Batch], Batch] | None]:
-    """``(objective, mask_removed, prepare)`` for ``variant`` (see the module table)."""
+    """``(objective of δ, mask_removed, prepare)`` for ``variant``; θ = ``anchor`` + δ."""
 
-    def downweighted(th: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        return downweighted_objective(problem, th, b, w)
+    def downweighted(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        return downweighted_objective(problem, anchor + d, b, w)
 
-    def proximal(th: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        return proximal_objective(problem, th, b, w, theta_s, damping)
+    def proximal(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        return proximal_objective(problem, d, b, w, anchor, damping)
 
-    def bregman(th: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        return pbrf_objective(problem, th, b, rx, rt, theta_s, epsilon, damping)
+    def bregman(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        return pbrf_objective(problem, d, b, rx, rt, anchor, epsilon, damping)
 
-    def linearized(th: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        return linearized_pbrf_objective(problem, th, b, rx, rt, theta_s, epsilon, damping)
+    def linearized(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        return linearized_pbrf_objective(problem, d, b, rx, rt, anchor, epsilon, damping)
 
     def with_anchor_outputs(batch: Batch) -> Batch:
         with torch.no_grad():
-            return batch._replace(anchor_outputs=problem.f(theta_s, batch.x))
+            return batch._replace(anchor_outputs=problem.f(anchor, batch.x))
 
     table = {
         "cold": (downweighted, True, None),
         "warm": (downweighted, True, None),
         "proximal": (proximal, True, None),
         "pbrf": (bregman, False, with_anchor_outputs),
+        "pbrf_paper": (bregman, False, with_anchor_outputs),
         "linearized_pbrf": (linearized, False, None),
     }
     if variant not in table:
@@ -125,20 +206,25 @@ def variant_objective(
     return table[variant]
 
 
-def _sgd_settings(train: TrainConfig, lr: float) -> SGDSettings:
+def sgd_settings(train: TrainConfig, lr_factor: float = 1.0) -> SGDSettings:
+    opt = train.optimizer
+    if opt.name == "lbfgs":
+        raise ValueError("L-BFGS has no first-order step settings")
     return SGDSettings(
-        optimizer=train.optimizer,
-        lr=lr,
-        momentum=train.momentum,
+        optimizer=opt.name,
+        lr=opt.lr * lr_factor,
+        momentum=getattr(opt, "momentum", 0.0),
+        betas=(getattr(opt, "beta1", 0.9), getattr(opt, "beta2", 0.999)),
+        eps=getattr(opt, "eps", 1e-8),
         batch_size=train.batch_size,
-        lr_milestones=tuple(train.lr_milestones),
-        lr_gamma=train.lr_gamma,
+        lr_milestones=tuple(opt.lr_milestones),
+        lr_gamma=opt.lr_gamma,
     )
 
 
 def _lbfgs(
     objective: StackedObjective,
-    theta0: Tensor,
+    delta0: Tensor,
     x: Tensor,
     t: Tensor,
     removed: Tensor,
@@ -148,7 +234,7 @@ def _lbfgs(
     train: TrainConfig,
     label: str,
     progress: Progress | None,
-) -> TrainResult:
+):
     n = x.shape[0]
     batch = Batch(x, t, n)
     if prepare is not None:
@@ -159,26 +245,27 @@ def _lbfgs(
     w = (
         removal_weights(idx, removed, n, epsilon)
         if mask_removed
-        else torch.ones(theta0.shape[0], n, device=x.device)
+        else torch.ones(delta0.shape[0], n, device=x.device)
     )
-    w = w.to(theta0.dtype)
+    w = w.to(delta0.dtype)
 
-    def one(th: Tensor, w_m: Tensor, rx_m: Tensor, rt_m: Tensor) -> Tensor:
-        return objective(th, batch, w_m, rx_m, rt_m)
+    def one(d: Tensor, w_m: Tensor, rx_m: Tensor, rt_m: Tensor) -> Tensor:
+        return objective(d, batch, w_m, rx_m, rt_m)
 
     gv = vmap(grad_and_value(one))
     val = vmap(one)
+    opt = train.optimizer
     res = lbfgs_stacked(
-        lambda th: gv(th, w, rx, rt),
-        lambda th: val(th, w, rx, rt),
-        theta0,
+        lambda d: gv(d, w, rx, rt),
+        lambda d: val(d, w, rx, rt),
+        delta0,
         max_iter=train.epochs,
-        history=train.lbfgs_history,
-        tol_grad=train.lbfgs_tol,
+        history=opt.history,
+        tol_grad=opt.tol,
         progress=progress,
     )
     check_finite(res.value, label=label, epoch=int(res.iterations.max()), lr=None)
-    return TrainResult(theta=res.theta, epoch_loss=res.value[None])
+    return res
 
 
 def train_base(
@@ -193,27 +280,30 @@ def train_base(
     n = x.shape[0]
     none = torch.empty(1, 0, dtype=torch.long)
     obj, _, _ = variant_objective("cold", problem, theta0, 0.0, 0.0)
-    if train.optimizer == "lbfgs":
-        res = _lbfgs(
-            obj, theta0[None], x, t, none, 0.0, True, None, train, "base training", progress
-        )
+    zero = torch.zeros_like(theta0)[None]
+    if train.optimizer.name == "lbfgs":
+        res = _lbfgs(obj, zero, x, t, none, 0.0, True, None, train, "base training", progress)
         return BaseRun(
-            theta0, res.theta[0], torch.empty(0, n, dtype=torch.long), res.epoch_loss[:, 0]
+            theta0,
+            theta0 + res.theta[0],
+            torch.empty(0, n, dtype=torch.long),
+            res.value.detach()[None].flatten(),
+            converged=bool(res.converged[0]),
         )
     orders = epoch_orders(n, train.seed, range(train.epochs))
     res = train_stacked(
         obj,
-        theta0[None],
+        zero,
         x,
         t,
         list(orders),
-        _sgd_settings(train, train.lr),
+        sgd_settings(train),
         removed=none,
         epsilon=0.0,
         label="base training",
         progress=progress,
     )
-    return BaseRun(theta0, res.theta[0], orders, res.epoch_loss[:, 0])
+    return BaseRun(theta0, theta0 + res.theta[0], orders, res.epoch_loss[:, 0])
 
 
 def retrain(
@@ -225,28 +315,42 @@ def retrain(
     removed: Tensor,
     *,
     train: TrainConfig,
-    retrain: RetrainConfig,
     damping: float,
+    schedule: Schedule,
     epsilon: float | None = None,
     progress: Progress | None = None,
-) -> TrainResult:
-    """Optimum of ``variant`` for each of the M removal sets in ``removed (M, k)``, all at once.
+) -> Response:
+    """Optima of ``variant`` for each of the M removal sets in ``removed (M, k)``, all at once.
 
     ``epsilon`` defaults to 1/N (removal). Cold start replays ``base.orders`` for its first K
     epochs, then continues with epochs K.. of the same seed; the others start from θˢ on those
-    continuation epochs.
+    continuation epochs. ``schedule`` gives the epochs from θˢ and the learning-rate factor.
     """
     n = x.shape[0]
     eps = 1.0 / n if epsilon is None else epsilon
     m = removed.shape[0]
-    objective, mask, prepare = variant_objective(variant, problem, base.theta_s, eps, damping)
-    init = base.theta0 if variant == "cold" else base.theta_s
-    theta0 = init[None].expand(m, -1).clone()
+    anchor = base.theta0 if variant == "cold" else base.theta_s
+    objective, mask, prepare = variant_objective(variant, problem, anchor, eps, damping)
+    delta0 = torch.zeros(m, anchor.numel(), dtype=anchor.dtype, device=anchor.device)
     label = f"retraining ({variant})"
-    if train.optimizer == "lbfgs":
-        return _lbfgs(objective, theta0, x, t, removed, eps, mask, prepare, train, label, progress)
+
+    def relative_to_theta_s(delta: Tensor) -> Tensor:
+        if variant != "cold":
+            return delta
+        return (anchor[None] + delta) - base.theta_s[None]
+
+    if train.optimizer.name == "lbfgs":
+        res = _lbfgs(objective, delta0, x, t, removed, eps, mask, prepare, train, label, progress)
+        return Response(
+            relative_to_theta_s(res.theta),
+            res.value.detach()[None],
+            train.epochs,
+            None,
+            converged=res.converged,
+            grad_norm=res.grad_norm,
+        )
     k = train.epochs
-    extra = retrain_epochs(train, retrain, variant)
+    extra = schedule.epochs
     cont = list(epoch_orders(n, train.seed, range(k, k + extra)))
     if variant == "cold":
         if base.orders.shape[0] != k:
@@ -256,10 +360,10 @@ def retrain(
         orders, first = [*base.orders, *cont], 0
     else:
         orders, first = cont, k
-    settings = _sgd_settings(train, variant_lr(train, retrain, variant))
-    return train_stacked(
+    settings = sgd_settings(train, schedule.lr_factor)
+    res: TrainResult = train_stacked(
         objective,
-        theta0,
+        delta0,
         x,
         t,
         orders,
@@ -272,3 +376,15 @@ def retrain(
         label=label,
         progress=progress,
     )
+    return Response(relative_to_theta_s(res.theta), res.epoch_loss, len(orders), settings.lr)
+
+
+def total_epochs(train: TrainConfig, schedule: Schedule, variant: str) -> int:
+    """Epochs (or L-BFGS iterations at most) one :func:`retrain` call of ``variant`` runs."""
+    if train.optimizer.name == "lbfgs":
+        return train.epochs
+    return train.epochs + schedule.epochs if variant == "cold" else schedule.epochs
+
+
+def steps_per_epoch(n: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None else math.ceil(n / batch_size)

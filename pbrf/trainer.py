@@ -25,7 +25,24 @@ Progress = Callable[[int, Tensor], None]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss; the message says which models, when, and what to change."""
+    """Training produced a NaN/inf loss. Attributes: ``label`` (what was trained), ``epoch``
+    (or L-BFGS iteration), ``models`` (indices of the affected stacked models) and ``lr``
+    (``None`` for L-BFGS)."""
+
+    def __init__(self, label: str, epoch: int, models: list[int], lr: float | None):
+        self.label, self.epoch, self.models, self.lr = label, epoch, models, lr
+        if lr is None:
+            where, advice = (
+                f"iteration {epoch}",
+                "L-BFGS has no learning rate: check the inputs for NaN/inf, raise the weight "
+                "decay, or train in float64",
+            )
+        else:
+            where = f"epoch {epoch}"
+            advice = f"learning rate {lr:g}: lower it or train for fewer epochs"
+        super().__init__(
+            f"{label}: the loss became non-finite in {where} for model(s) {models} ({advice})"
+        )
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,8 @@ class SGDSettings:
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     batch_size: int | None = 128
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 1.0
@@ -52,23 +71,8 @@ def check_finite(values: Tensor, *, label: str, epoch: int, lr: float | None) ->
     ``lr=None`` marks a line-search optimizer (L-BFGS), where the fix is in the problem itself.
     """
     bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
-    if not bad:
-        return
-    if lr is None:
-        advice = (
-            "L-BFGS has no learning rate: check the inputs for NaN/inf, raise "
-            "train.weight_decay, or use float64 (dtype)."
-        )
-        where = f"iteration {epoch}"
-    else:
-        advice = (
-            f"(learning rate {lr:g}). Lower the learning rate (train.lr) or use fewer epochs; "
-            "for the PBRF variants lower retrain.pbrf_lr_factor."
-        )
-        where = f"epoch {epoch}"
-    raise NonFiniteLossError(
-        f"{label}: the loss became non-finite in {where} for model(s) {bad} {advice}"
-    )
+    if bad:
+        raise NonFiniteLossError(label, epoch, bad, lr)
 
 
 def train_stacked(
@@ -89,6 +93,9 @@ def train_stacked(
 ) -> TrainResult:
     """Train M models from ``theta0`` ``(M, d)`` over the epochs in ``orders``.
 
+    The trained variable is whatever ``objective`` takes: the responses pass a displacement δ
+    from an anchor (see :mod:`pbrf.objectives`), so ``theta0`` is then zeros.
+
     ``orders[e]`` is the example order of epoch ``e``; ``removed`` ``(M, k)`` the indices model m
     removes (``k = 0`` for none). With ``mask_removed`` the batch weights are
     ``1 − Nε`` on removed examples (Eq. 2); otherwise all weights are 1 and the objective handles
@@ -99,7 +106,9 @@ def train_stacked(
     theta = theta0.clone()
     removed = removed.to(x.device)
     removed_x, removed_t = x[removed], t[removed]
-    opt = FirstOrderOptimizer(settings.optimizer, momentum=settings.momentum)
+    opt = FirstOrderOptimizer(
+        settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps
+    )
     step = vmap(grad_and_value(objective), in_dims=(0, None, 0, 0, 0))
     history = []
     for e, order in enumerate(orders):

@@ -1,26 +1,8 @@
-"""Pipeline steps of the decomposition study (GUIDE §2–§3).
+"""Pipeline steps of the decomposition study: plain functions, artifacts in and out.
 
-Each step is one plain function ``step(out, cfg, ...)`` that reads artifacts from the run
-directory ``out``, calls :mod:`pbrf` and writes its artifacts atomically:
-
-==============  =====================================  ==========================================
-step            module                                 writes (under ``out/``)
-==============  =====================================  ==========================================
-prepare         :mod:`tasks.prepare`                   ``prepare/dataset.pt``
-train_base      :mod:`tasks.train_base`                ``base/theta0.pt``, ``base/theta_s.pt``,
-                                                       ``base/orders.pt``, ``base/history.parquet``
-select          :mod:`tasks.selection`                 ``select/removed.parquet``,
-                                                       ``select/test_points.parquet``
-retrain         :mod:`tasks.retrain` (per variant)     ``retrain/<variant>/params.pt``, ``…/removals.parquet``,
-                                                       ``…/history.parquet``
-influence       :mod:`tasks.influence`                 ``influence/params.pt``, ``…/removals.parquet``,
-                                                       ``…/solver.parquet``
-aggregate       :mod:`tasks.aggregate`                 ``aggregate/*.parquet`` (Table 5, Table 2, horizons)
-report          :mod:`tasks.report`                    ``report/report.md``, PNGs, ``metrics.json``, CSVs
-==============  =====================================  ==========================================
-
-Prefect ``@task`` wrappers live in :mod:`tasks.prefect_tasks`; DVC stages call the same functions
-through ``pbrf step …`` (:mod:`flows.cli`). Every Parquet schema is documented in
-:mod:`tasks.schemas`; every artifact carries the hash of the config keys it depends on
-(:mod:`tasks.fingerprint`) and is verified on load (:mod:`tasks.artifacts`).
+The one registry of steps is :mod:`tasks.registry`; :mod:`tasks.plan` expands it into the
+concrete nodes of a run, :mod:`tasks.runner` runs or reuses a node (content manifests in
+:mod:`tasks.manifest`), and each step is ``def step(ctx: StepContext) -> None``
+(:mod:`tasks.context`) in its own module. Every Parquet schema is in :mod:`tasks.schemas`.
+Nothing here imports Prefect: orchestration lives in :mod:`flows`.
 """

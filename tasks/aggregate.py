@@ -1,7 +1,12 @@
-"""Step ``aggregate``: the five gaps (Table 5), test-loss correlations (Table 2), horizons.
+"""Step ``aggregate``: gaps (Table 5), correlations (Table 2) with intervals, horizons,
+precision and convergence — every number the report shows, computed once.
+
+All evaluations happen in ``eval_dtype`` (float64 by default) at θ = θˢ + Δ, with Δ the stored
+displacement of each response, so a test-loss change of 1e-7 on a loss of 0.1 is resolved
+instead of being ten float32 rounding units.
 
 Gaps (Appendix E.2), each the mean output distance E_x‖f(θ_a, x) − f(θ_b, x)‖ over the training
-inputs, per removal, then mean ± std over the M removals:
+inputs, per removal, then mean ± std and a bootstrap interval over the M removals:
 
 ==================  =================  ==================
 gap                 θ_a                θ_b
@@ -19,18 +24,26 @@ A gap is skipped when one of its two sources was not run (``retrain.variants``).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
+from torch import Tensor
 
-from pbrf.config import StudyConfig
-from pbrf.metrics import output_distance, output_norm, pearson, spearman
-from pbrf.responses import pbrf_horizon, pbrf_steps, variant_lr
+from pbrf.influence import eval_test_loss
+from pbrf.metrics import output_distance, output_norm
+from pbrf.precision import loss_change_ulps, response_ulps, vanishing_fraction
+from pbrf.responses import (
+    lissa_horizon,
+    schedule_horizon,
+    steps_per_epoch,
+    variant_schedule,
+)
+from pbrf.stats import bootstrap_correlation, bootstrap_mean, jackknife_correlation
 from tasks import schemas
-from tasks.artifacts import load_checkpoint, read_table, remove_stale_temps, write_table
-from tasks.fingerprint import config_hash
-from tasks.layout import RunLayout
-from tasks.runtime import build_problem, flat_from_state, load_dataset_artifact, load_theta
+from tasks.context import StepContext
+from tasks.retrain import WARN_STILL_FALLING
+from tasks.runtime import build_problem, flat, load_data, load_selection, load_theta, torch_dtype
 
 GAP_CHAIN: tuple[tuple[str, str, str], ...] = (
     ("warm_start", "cold", "warm"),
@@ -40,158 +53,283 @@ GAP_CHAIN: tuple[tuple[str, str, str], ...] = (
     ("solver", "linearized_pbrf", "influence"),
 )
 HORIZON_TOLERANCE = 3.0
+FLOOR_ULPS = 10.0  # a loss change below this many rounding units of the loss is noise
+RESAMPLES, LEVEL = 2000, 0.95
 
 
-def aggregate(out: Path | str, cfg: StudyConfig) -> list[Path]:
-    layout = RunLayout(out)
-    remove_stale_temps(layout.aggregate_dir)
-    ds = load_dataset_artifact(layout, cfg)
-    problem, _ = build_problem(cfg, ds)
-    h_retrain, h_inf = config_hash(cfg, "retrain"), config_hash(cfg, "influence")
+def aggregate(ctx: StepContext) -> None:
+    cfg = ctx.cfg
+    ev = cfg.eval_dtype
+    ds = load_data(ctx, ev)
+    problem, _ = build_problem(cfg, ds, ev)
+    theta_s = load_theta(ctx, problem, "theta_s", ev)
+    sel = load_selection(ctx)
+    m = sel.removed.shape[0]
+    deltas = _deltas(ctx, problem, m)
+    test = sel.test_index.to(ds.x_test.device)
+    x_test, t_test = ds.x_test[test], ds.t_test[test]
+    base_loss = float(eval_test_loss(problem, theta_s, x_test, t_test))
+    changes = {
+        src: (eval_test_loss(problem, theta_s[None] + d, x_test, t_test) - base_loss).double().cpu()
+        for src, d in deltas.items()
+    }
+    inf = ctx.read_table("influence_removals", schemas.INFLUENCE_REMOVALS).sort_values("removal_id")
+    predicted = torch.tensor(inf["predicted_test_loss_change"].tolist(), dtype=torch.float64)
+    solver = ctx.read_table("solver", schemas.SOLVER).iloc[0].to_dict()
 
-    thetas: dict[str, torch.Tensor] = {}
-    changes: dict[str, list[float]] = {}
+    _write_gaps(ctx, problem, theta_s, deltas, ds.x_train, m)
+    _write_correlations(ctx, predicted, changes, base_loss)
+    _write_horizons(ctx, solver, ds.n_train)
+    _write_precision(ctx, theta_s, deltas, changes, predicted, base_loss)
+    _write_convergence(ctx, solver)
+
+
+def _deltas(ctx: StepContext, problem, m: int) -> dict[str, Tensor]:
+    """Δ (M, d) of every variant (shards stitched in removal order) and of influence."""
+    cfg, ev = ctx.cfg, ctx.cfg.eval_dtype
+    out: dict[str, Tensor] = {}
     for v in cfg.retrain.variants:
-        ck = load_checkpoint(layout.variant_params(v), step="retrain", config_hash=h_retrain)
-        thetas[v] = flat_from_state(problem, ck.state_dict, cfg)
-        tab = read_table(
-            layout.variant_removals(v),
-            schemas.VARIANT_REMOVALS,
-            step="retrain",
-            config_hash=h_retrain,
-        ).sort_values("removal_id")
-        changes[v] = tab["test_loss_change"].tolist()
-    ck = load_checkpoint(layout.influence_params, step="influence", config_hash=h_inf)
-    thetas["influence"] = flat_from_state(problem, ck.state_dict, cfg)
-    inf = read_table(
-        layout.influence_removals, schemas.INFLUENCE_REMOVALS, step="influence", config_hash=h_inf
-    ).sort_values("removal_id")
-    predicted = inf["predicted_test_loss_change"].tolist()
-    solver = read_table(layout.solver, schemas.SOLVER, step="influence", config_hash=h_inf)
-    m = len(predicted)
-
-    h = config_hash(cfg, "aggregate")
-    _write_gaps(layout, cfg, problem, thetas, ds.x_train, m, h)
-    _write_correlations(layout, cfg, predicted, changes, h)
-    _write_horizons(layout, cfg, solver.iloc[0].to_dict(), ds.n_train, h)
-    return layout.outputs("aggregate")
+        parts = [n for n in ctx.producers("variant_delta") if n.params["variant"] == v]
+        d = torch.empty(m, problem.spec.dim, dtype=torch_dtype(ev), device=cfg.device)
+        for node in parts:
+            ck = ctx.load_checkpoint("variant_delta", node)
+            d[ck.meta["removal_ids"]] = flat(problem, ck.state_dict, cfg, ev)
+        out[v] = d
+    ck = ctx.load_checkpoint("influence_delta")
+    out["influence"] = flat(problem, ck.state_dict, cfg, ev)
+    return out
 
 
-def _write_gaps(layout, cfg, problem, thetas, x_train, m, h) -> None:
-    per = {"gap": [], "removal_id": [], "reference_a": [], "reference_b": [], "distance": []}
-    keys = ("experiment", "gap", "reference_a", "reference_b", "mean", "std", "n", "output_scale")
+# --------------------------------------------------------------------------- gaps
+
+
+def _write_gaps(ctx, problem, theta_s, deltas, x_train, m) -> None:
+    per = {k: [] for k in ("gap", "removal_id", "reference_a", "reference_b", "distance")}
+    keys = (
+        "experiment",
+        "gap",
+        "reference_a",
+        "reference_b",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "n",
+        "output_scale",
+    )
     rows = {k: [] for k in keys}
-    scale = float(output_norm(problem.f, load_theta(layout, problem, cfg), x_train))
+    scale = float(output_norm(problem.f, theta_s, x_train))
     for gap, a, b in GAP_CHAIN:
-        if a not in thetas or b not in thetas:
+        if a not in deltas or b not in deltas:
             continue
-        dist = output_distance(problem.f, thetas[a], thetas[b], x_train).double().cpu()
+        # f(θˢ + Δa) − f(θˢ + Δb): both displacements enter at eval precision
+        dist = output_distance(problem.f, theta_s + deltas[a], theta_s + deltas[b], x_train)
+        dist = dist.double().cpu()
         per["gap"] += [gap] * m
         per["removal_id"] += list(range(m))
         per["reference_a"] += [a] * m
         per["reference_b"] += [b] * m
         per["distance"] += dist.tolist()
-        for key, value in zip(
-            rows,
-            (cfg.name, gap, a, b, float(dist.mean()), _std(dist), m, scale),
-            strict=True,
-        ):
+        ci = bootstrap_mean(dist.numpy(), resamples=RESAMPLES, level=LEVEL, seed=0)
+        std = float(dist.std(unbiased=True)) if m > 1 else 0.0
+        values = (ctx.cfg.name, gap, a, b, float(dist.mean()), std, ci.low, ci.high, m, scale)
+        for key, value in zip(keys, values, strict=True):
             rows[key].append(value)
-    write_table(
-        layout.aggregate("gaps_per_removal"),
-        schemas.GAPS_PER_REMOVAL,
-        per,
-        step="aggregate",
-        config_hash=h,
-    )
-    write_table(layout.aggregate("gaps"), schemas.GAPS, rows, step="aggregate", config_hash=h)
+    ctx.write_table("gaps_per_removal", schemas.GAPS_PER_REMOVAL, per)
+    ctx.write_table("gaps", schemas.GAPS, rows)
 
 
-def _std(x: torch.Tensor) -> float:
-    return float(x.std(unbiased=True)) if x.numel() > 1 else 0.0
+# --------------------------------------------------------------------------- correlations
 
 
-def _write_correlations(layout, cfg, predicted, changes, h) -> None:
-    pred = torch.tensor(predicted, dtype=torch.float64)
-    rows = {k: [] for k in ("experiment", "reference", "pearson", "spearman", "n")}
+def _write_correlations(ctx, predicted: Tensor, changes: dict[str, Tensor], base_loss) -> None:
+    cols = [f.name for f in schemas.CORRELATIONS.schema]
+    rows = {k: [] for k in cols}
     long = {"removal_id": [], "source": [], "test_loss_change": []}
-    for source, values in [("influence", predicted), *changes.items()]:
+    sources = {"influence": predicted, "influence_params": changes["influence"]}
+    sources.update({v: c for v, c in changes.items() if v != "influence"})
+    for source, values in sources.items():
         long["removal_id"] += list(range(len(values)))
         long["source"] += [source] * len(values)
-        long["test_loss_change"] += list(values)
-    for v, values in changes.items():
-        actual = torch.tensor(values, dtype=torch.float64)
-        ok = pred.numel() >= 2
-        rows["experiment"].append(cfg.name)
-        rows["reference"].append(v)
-        rows["pearson"].append(pearson(pred, actual) if ok else math.nan)
-        rows["spearman"].append(spearman(pred, actual) if ok else math.nan)
-        rows["n"].append(int(pred.numel()))
-    write_table(
-        layout.aggregate("correlations"),
-        schemas.CORRELATIONS,
-        rows,
-        step="aggregate",
-        config_hash=h,
-    )
-    write_table(
-        layout.aggregate("test_loss_changes"),
-        schemas.TEST_LOSS_CHANGES,
-        long,
-        step="aggregate",
-        config_hash=h,
-    )
-
-
-def horizons(cfg: StudyConfig, solver: dict, n_train: int) -> dict:
-    """LiSSA's T/σ and the PBRF run's η·S, their ratio and a verdict (GUIDE §4)."""
-    depth = _opt(solver.get("depth"), int)
-    scale = _opt(solver.get("scale"), float)
-    lissa_h = _opt(solver.get("horizon"), float)
-    pbrf_h = pbrf_horizon(cfg.train, cfg.retrain, n_train)
-    lr = variant_lr(cfg.train, cfg.retrain, "pbrf")
-    steps = pbrf_steps(cfg.train, cfg.retrain, n_train)
-    ratio, mismatch = None, False
-    if lissa_h is None:
-        message = f"no LiSSA horizon (influence.solver={cfg.influence.solver})"
-    elif pbrf_h is None:
-        message = f"no PBRF horizon (train.optimizer={cfg.train.optimizer} has no fixed step)"
-    else:
-        ratio = max(lissa_h, pbrf_h) / min(lissa_h, pbrf_h)
-        mismatch = ratio > HORIZON_TOLERANCE
-        verdict = (
-            f"WARNING: they differ by {ratio:.1f}× (> {HORIZON_TOLERANCE:g}×), so influence and "
-            "the PBRF resolve different curvature directions (GUIDE §4); match them via "
-            "influence.depth/scale or retrain.pbrf_epochs/pbrf_lr_factor"
-            if mismatch
-            else f"matched within {ratio:.2f}×"
+        long["test_loss_change"] += values.tolist()
+    floor_dtype = torch_dtype(ctx.cfg.eval_dtype)
+    pred = predicted.numpy()
+    for ref, values in sources.items():
+        if ref == "influence":
+            continue
+        actual = values.numpy()
+        row = _correlation_row(pred, actual)
+        ulps = loss_change_ulps(values, base_loss, floor_dtype)
+        row.update(
+            experiment=ctx.cfg.name,
+            reference=ref,
+            n=len(actual),
+            at_rounding_floor=bool(float(ulps.median()) < FLOOR_ULPS),
         )
-        message = f"LiSSA T/σ = {lissa_h:.4g}, PBRF η·S = {pbrf_h:.4g}: {verdict}"
-    return {
-        "lissa_depth": depth,
-        "lissa_scale": scale,
-        "lissa_horizon": lissa_h,
-        "pbrf_lr": lr if pbrf_h is not None else None,
-        "pbrf_steps": steps if pbrf_h is not None else None,
-        "pbrf_horizon": pbrf_h,
-        "ratio": ratio,
-        "mismatch": mismatch,
-        "message": message,
-    }
+        for k in cols:
+            rows[k].append(row[k])
+    ctx.write_table("correlations", schemas.CORRELATIONS, rows)
+    ctx.write_table("test_loss_changes", schemas.TEST_LOSS_CHANGES, long)
 
 
-def _opt(value, cast):
+def _correlation_row(pred: np.ndarray, actual: np.ndarray) -> dict:
+    row: dict = {}
+    for method in ("pearson", "spearman"):
+        ci = bootstrap_correlation(
+            pred, actual, method=method, resamples=RESAMPLES, level=LEVEL, seed=0
+        )
+        row[method], row[f"{method}_low"], row[f"{method}_high"] = ci.estimate, ci.low, ci.high
+        if len(pred) >= 3:
+            jk = jackknife_correlation(pred, actual, method=method)
+            row[f"{method}_jackknife_removal"] = jk.index if jk.index >= 0 else None
+            row[f"{method}_jackknife_change"] = jk.change
+        else:
+            row[f"{method}_jackknife_removal"] = None
+            row[f"{method}_jackknife_change"] = math.nan
+    return row
+
+
+# --------------------------------------------------------------------------- horizons
+
+
+def _write_horizons(ctx, solver: dict, n_train: int) -> None:
+    cfg = ctx.cfg
+    depth, scale = _opt(solver.get("depth")), _opt(solver.get("scale"))
+    lissa_h = lissa_horizon(int(depth), float(scale)) if depth and scale else None
+    cols = [f.name for f in schemas.HORIZONS.schema]
+    rows = {k: [] for k in cols}
+    for v in ("pbrf", "linearized_pbrf", "pbrf_paper"):
+        if v not in cfg.retrain.variants:
+            continue
+        schedule = variant_schedule(cfg, v, n_train, lissa_h)
+        setting = "paper" if v == "pbrf_paper" else cfg.retrain.pbrf.horizon
+        h = schedule_horizon(cfg, schedule, n_train)
+        lr = getattr(cfg.train.optimizer, "lr", None)
+        ratio = max(h, lissa_h) / min(h, lissa_h) if h and lissa_h else None
+        mismatch = bool(ratio is not None and ratio > HORIZON_TOLERANCE)
+        row = {
+            "variant": v,
+            "setting": setting,
+            "lr": lr * schedule.lr_factor if lr is not None else None,
+            "epochs": schedule.epochs,
+            "steps": schedule.epochs * steps_per_epoch(n_train, cfg.train.batch_size),
+            "horizon": h,
+            "lissa_horizon": lissa_h,
+            "ratio": ratio,
+            "mismatch": mismatch,
+            "message": _horizon_message(v, setting, h, lissa_h, ratio, mismatch, cfg),
+        }
+        for k in cols:
+            rows[k].append(row[k])
+    ctx.write_table("horizons", schemas.HORIZONS, rows)
+
+
+def _horizon_message(v, setting, h, lissa_h, ratio, mismatch, cfg) -> str:
+    if cfg.train.optimizer.name == "lbfgs":
+        return f"{v}: minimized to convergence with L-BFGS (no finite horizon)"
+    if lissa_h is None:
+        return f"{v}: no LiSSA horizon (influence.solver.name={cfg.influence.solver.name})"
+    if h is None:
+        return f"{v}: no horizon (train.optimizer.name={cfg.train.optimizer.name})"
+    text = f"{v} ({setting}): η·S = {h:.4g} vs LiSSA T/σ = {lissa_h:.4g}"
+    if not mismatch:
+        return f"{text}, matched within {ratio:.2f}×"
+    if setting == "paper":
+        return f"{text}, {ratio:.1f}× apart (the paper's setting; see docs/method.md)"
+    return (
+        f"{text}: WARNING, {ratio:.1f}× apart (> {HORIZON_TOLERANCE:g}×), so influence and this "
+        "PBRF resolve different curvature directions (docs/method.md)"
+    )
+
+
+def _opt(value):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return cast(value)
+    return value
 
 
-def _write_horizons(layout, cfg, solver, n_train, h) -> None:
-    row = horizons(cfg, solver, n_train)
-    write_table(
-        layout.aggregate("horizons"),
-        schemas.HORIZONS,
-        {k: [v] for k, v in row.items()},
-        step="aggregate",
-        config_hash=h,
-    )
+# --------------------------------------------------------------------------- precision
+
+
+def _write_precision(ctx, theta_s, deltas, changes, predicted, base_loss) -> None:
+    train_dtype = torch_dtype(ctx.cfg.dtype)
+    cols = [f.name for f in schemas.PRECISION.schema]
+    rows = {k: [] for k in cols}
+    for src, d in deltas.items():
+        ulps = response_ulps(theta_s, d, train_dtype)
+        vanish = vanishing_fraction(theta_s, d, train_dtype)
+        change = predicted if src == "influence" else changes[src]
+        loss_ulps = loss_change_ulps(change, base_loss, train_dtype)
+        med = float(loss_ulps.median())
+        row = {
+            "source": src,
+            "train_dtype": ctx.cfg.dtype,
+            "min_response_ulps": float(ulps.min()),
+            "max_vanishing_fraction": float(vanish.max()),
+            "median_loss_change_ulps": med,
+            "at_rounding_floor": med < FLOOR_ULPS,
+        }
+        for k in cols:
+            rows[k].append(row[k])
+    ctx.write_table("precision", schemas.PRECISION, rows)
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def _write_convergence(ctx, solver: dict) -> None:
+    cols = [f.name for f in schemas.CONVERGENCE.schema]
+    rows = {k: [] for k in cols}
+    for v in ctx.cfg.retrain.variants:
+        parts = [
+            df
+            for node, df in ctx.read_tables("variant_removals", schemas.VARIANT_REMOVALS)
+            if node.params["variant"] == v
+        ]
+        tab = pd.concat(parts, ignore_index=True)
+        tails = tab["tail_decrease"].astype(float)
+        falling = int(tab["still_decreasing"].astype(bool).sum())
+        conv = tab["converged"].dropna()
+        unconverged = int((~conv.astype(bool)).sum()) if len(conv) else 0
+        msg = []
+        if falling and v in WARN_STILL_FALLING:
+            msg.append(
+                f"objective still falling for {falling} of {len(tab)} removals "
+                f"(up to {np.nanmax(tails.to_numpy()):.0%} of the decrease in the last 10 %)"
+            )
+        if unconverged:
+            msg.append(f"L-BFGS unconverged for {unconverged} of {len(tab)} removals")
+        env = ctx.load_checkpoint("variant_delta", _first(ctx, v)).env
+        row = {
+            "source": v,
+            "threads": env.get("threads"),
+            "device": env.get("device"),
+            "epochs": int(tab["epochs"].max()),
+            "max_tail_decrease": float(np.nanmax(tails.to_numpy()))
+            if tails.notna().any()
+            else None,
+            "still_decreasing": falling,
+            "unconverged": unconverged,
+            "message": "; ".join(msg),
+        }
+        for k in cols:
+            rows[k].append(row[k])
+    warn = solver.get("warnings") or ""
+    env = ctx.load_checkpoint("influence_delta").env
+    row = {
+        "source": "solver",
+        "threads": env.get("threads"),
+        "device": env.get("device"),
+        "epochs": _opt(solver.get("iterations")) or _opt(solver.get("depth")),
+        "max_tail_decrease": None,
+        "still_decreasing": 0,
+        "unconverged": 0 if bool(solver.get("converged", True)) else 1,
+        "message": warn,
+    }
+    for k in cols:
+        rows[k].append(row[k])
+    ctx.write_table("convergence", schemas.CONVERGENCE, rows)
+
+
+def _first(ctx: StepContext, variant: str):
+    return next(n for n in ctx.producers("variant_delta") if n.params["variant"] == variant)

@@ -1,13 +1,15 @@
-"""Atomic artifact I/O with provenance: every file records the step and config hash that made it.
+"""Atomic artifact I/O with provenance: every file records the step and config stamp that made it.
 
 * Writes go to a temporary file in the target directory and are renamed into place
   (``os.replace`` is atomic on POSIX), so a crash or kill mid-write never leaves a file at the
   final path; an exception inside the writer removes the temporary file.
-* Checkpoints (``.pt``) hold ``{"pbrf_artifact": 1, "step", "config_hash", "state_dict", "meta"}``;
-  ``state_dict`` maps parameter names to tensors (stacked ``(M, *shape)`` for M removals).
+* Checkpoints (``.pt``) hold ``{"pbrf_artifact": 2, "step", "stamp", "state_dict", "meta",
+  "env"}``; ``state_dict`` maps parameter names to tensors (stacked ``(M, *shape)`` for M
+  removals); ``env`` records what can change the bits (threads, device, torch version).
 * Parquet tables (schemas in :mod:`tasks.schemas`) keep the same provenance in their footer.
 * Loaders refuse a missing, unreadable (e.g. truncated) or foreign-config artifact with an
-  :class:`ArtifactError` that names the step to rerun.
+  :class:`ArtifactError` that names the step to rerun. Content integrity (a flipped bit that
+  still parses) is checked by the node manifests of :mod:`tasks.manifest`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from torch import Tensor
 
 from tasks.schemas import SCHEMA_VERSION, TableSchema
 
-FORMAT = 1
+FORMAT = 2
 _TMP_SUFFIX = ".tmp"
 
 
@@ -104,6 +106,7 @@ def write_json(path: Path | str, obj: Any) -> Path:
 class Checkpoint:
     state_dict: dict[str, Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -111,16 +114,18 @@ def save_checkpoint(
     state_dict: Mapping[str, Tensor],
     *,
     step: str,
-    config_hash: str,
+    stamp: str,
     meta: Mapping[str, Any] | None = None,
+    env: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``state_dict`` (tensors moved to CPU, made contiguous) with its provenance."""
     payload = {
         "pbrf_artifact": FORMAT,
         "step": step,
-        "config_hash": config_hash,
+        "stamp": stamp,
         "state_dict": {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()},
         "meta": dict(meta or {}),
+        "env": dict(env or {}),
     }
     buffer = io.BytesIO()  # saving to a path would embed the (random) temp file name
     torch.save(payload, buffer)
@@ -133,10 +138,10 @@ def load_checkpoint(
     path: Path | str,
     *,
     step: str,
-    config_hash: str | None,
+    stamp: str | None,
     map_location: str | torch.device = "cpu",
 ) -> Checkpoint:
-    """Load a checkpoint written by ``step``; ``config_hash=None`` skips the config check."""
+    """Load a checkpoint written by ``step``; ``stamp=None`` skips the config check."""
     path = Path(path)
     if not path.is_file():
         raise MissingArtifactError(path, step, "missing")
@@ -146,8 +151,8 @@ def load_checkpoint(
         raise CorruptArtifactError(path, step, f"unreadable ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("pbrf_artifact") != FORMAT:
         raise CorruptArtifactError(path, step, "not a pbrf checkpoint")
-    _check(path, step, payload.get("step"), payload.get("config_hash"), config_hash)
-    return Checkpoint(payload["state_dict"], payload.get("meta", {}))
+    _check(path, step, payload.get("step"), payload.get("stamp"), stamp)
+    return Checkpoint(payload["state_dict"], payload.get("meta", {}), payload.get("env", {}))
 
 
 # --------------------------------------------------------------------------- tables
@@ -159,7 +164,8 @@ def write_table(
     columns: Mapping[str, Any],
     *,
     step: str,
-    config_hash: str,
+    stamp: str,
+    env: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``columns`` (name → list/array) as Parquet with ``table``'s schema and provenance."""
     data = pa.Table.from_pydict(dict(columns), schema=table.schema)
@@ -168,7 +174,8 @@ def write_table(
             "pbrf.schema": table.name,
             "pbrf.schema_version": SCHEMA_VERSION,
             "pbrf.step": step,
-            "pbrf.config_hash": config_hash,
+            "pbrf.stamp": stamp,
+            "pbrf.env": json.dumps(dict(env or {}), sort_keys=True),
         }
     )
     with atomic_path(path) as tmp:
@@ -177,9 +184,9 @@ def write_table(
 
 
 def read_table(
-    path: Path | str, table: TableSchema, *, step: str, config_hash: str | None
+    path: Path | str, table: TableSchema, *, step: str, stamp: str | None
 ) -> pd.DataFrame:
-    """Read a table written by ``step``, checking schema and (unless ``None``) the config hash."""
+    """Read a table written by ``step``, checking schema and (unless ``None``) the stamp."""
     path = Path(path)
     if not path.is_file():
         raise MissingArtifactError(path, step, "missing")
@@ -194,7 +201,7 @@ def read_table(
         raise CorruptArtifactError(
             path, step, f"not a '{table.name}' table of schema version {SCHEMA_VERSION}"
         )
-    _check(path, step, meta.get("pbrf.step"), meta.get("pbrf.config_hash"), config_hash)
+    _check(path, step, meta.get("pbrf.step"), meta.get("pbrf.stamp"), stamp)
     return data.to_pandas()
 
 
@@ -211,37 +218,6 @@ def _check(path: Path, step: str, found_step: Any, found: Any, expected: str | N
         raise StaleArtifactError(
             path,
             step,
-            f"made with a different configuration (config hash {found}, the current config "
+            f"made with a different configuration (stamp {found}, the current config "
             f"gives {expected})",
         )
-
-
-def provenance_comment(step: str, config_hash: str) -> str:
-    """First line of a Markdown artifact, so it can be verified like the others."""
-    return f"<!-- pbrf step={step} config_hash={config_hash} -->"
-
-
-def verify_artifact(path: Path | str, step: str, config_hash: str) -> bool:
-    """True when ``path`` exists, is readable and carries ``step`` and ``config_hash``.
-
-    Parquet and ``.pt`` files carry both; ``.json`` a ``config_hash`` key; ``.md`` a first-line
-    :func:`provenance_comment`; other files (figures, CSV) only need to exist — their step deletes
-    all its outputs before writing new ones and writes the verifiable ones last.
-    """
-    path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            meta = table_provenance(path)
-            pq.ParquetFile(path).metadata  # noqa: B018 — reading the footer validates the file
-            return meta.get("pbrf.step") == step and meta.get("pbrf.config_hash") == config_hash
-        if path.suffix == ".pt":
-            load_checkpoint(path, step=step, config_hash=config_hash)
-            return True
-        if path.suffix == ".json":
-            return json.loads(path.read_text(encoding="utf-8")).get("config_hash") == config_hash
-        if path.suffix == ".md":
-            with open(path, encoding="utf-8") as fh:
-                return fh.readline().strip() == provenance_comment(step, config_hash)
-        return path.is_file()
-    except (OSError, ValueError, ArtifactError, pa.ArrowException):
-        return False

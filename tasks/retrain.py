@@ -1,124 +1,121 @@
-"""Step ``retrain``: one variant of Table 1 for all M removals at once (vectorized in ``pbrf``)."""
+"""Step ``retrain``: one variant's optima for one shard of the removals, as one vmapped run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from pbrf.config import StudyConfig
-from pbrf.influence import eval_test_loss
-from pbrf.responses import retrain as pbrf_retrain
-from pbrf.responses import total_epochs
-from pbrf.trainer import TrainResult
-from tasks import schemas
-from tasks.artifacts import remove_stale_temps, save_checkpoint, write_table
-from tasks.fingerprint import config_hash
-from tasks.layout import RunLayout
+from pbrf.convergence import still_decreasing, tail_decrease
+from pbrf.responses import (
+    lissa_horizon,
+    lissa_scale,
+    total_epochs,
+    variant_schedule,
+)
+from pbrf.responses import (
+    retrain as pbrf_retrain,
+)
+from tasks import progress, schemas
+from tasks.context import StepContext
+from tasks.curvature import read_top_eigenvalue
 from tasks.runtime import (
-    EpochBar,
     build_problem,
-    forward_ad_section,
     load_base_run,
-    load_dataset_artifact,
+    load_data,
     load_selection,
     removed_lists,
-    state_from_flat,
-    with_bar,
+    shard_rows,
+    state,
 )
 
-# variants whose objective uses forward-mode AD (torch.func.jvp): see forward_ad_section
-FORWARD_AD_VARIANTS = frozenset({"linearized_pbrf"})
+TAIL, TAIL_THRESHOLD = 0.1, 0.05  # warn when > 5 % of the decrease came in the last 10 %
+WARN_STILL_FALLING = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
 
 
-def retrain(out: Path | str, cfg: StudyConfig, variant: str) -> list[Path]:
-    """Write ``retrain/<variant>/``: stacked optima, per-removal test losses, objective history.
+def matched_lissa_horizon(ctx: StepContext) -> float | None:
+    """LiSSA's T/σ, when this run's PBRF horizon is matched to it."""
+    cfg = ctx.cfg
+    solver = cfg.influence.solver
+    if solver.name != "lissa":
+        return None
+    scale = lissa_scale(solver.scale, solver.scale_factor, cfg.damping, read_top_eigenvalue(ctx))
+    return lissa_horizon(solver.depth, scale)
 
-    The M removals are trained as one vectorized run, or in ``retrain.shards`` consecutive
-    chunks of removals (less memory; identical results, since stacked models are independent).
-    """
-    if variant not in cfg.retrain.variants:
-        raise ValueError(
-            f"variant {variant!r} is not in retrain.variants={list(cfg.retrain.variants)}"
-        )
-    layout = RunLayout(out)
-    remove_stale_temps(layout.variant_dir(variant))
-    ds = load_dataset_artifact(layout, cfg)
+
+def retrain(ctx: StepContext) -> None:
+    """Write ``delta.pt`` (stacked Δ = θ − θˢ), ``removals.parquet`` and ``history.parquet``."""
+    cfg = ctx.cfg
+    variant, shard, shards = ctx.params["variant"], ctx.params["shard"], ctx.params["shards"]
+    ds = load_data(ctx)
     problem, _ = build_problem(cfg, ds)
-    base = load_base_run(layout, problem, cfg)
-    sel = load_selection(layout, cfg)
-    removed = sel.removed.to(cfg.device)
-
-    epochs = total_epochs(cfg.train, cfg.retrain, variant)
-    with forward_ad_section(variant in FORWARD_AD_VARIANTS):
-        results = _train_shards(variant, cfg, problem, base, ds, removed, epochs)
-    theta = torch.cat([r.theta for r in results])
-    history = torch.cat([r.epoch_loss for r in results], dim=1)  # (epochs, M)
-
-    test = sel.test_index.to(ds.x_test.device)
-    x_test, t_test = ds.x_test[test], ds.t_test[test]
-    base_loss = float(eval_test_loss(problem, base.theta_s, x_test, t_test))
-    losses = eval_test_loss(problem, theta, x_test, t_test).double().cpu()
-    m = theta.shape[0]
-    h = config_hash(cfg, "retrain")
-    save_checkpoint(
-        layout.variant_params(variant),
-        state_from_flat(problem, theta),
-        step="retrain",
-        config_hash=h,
-        meta={"variant": variant, "num_removals": m, "epsilon": 1.0 / ds.n_train},
+    base = load_base_run(ctx, problem, cold=variant == "cold")
+    sel = load_selection(ctx, test_points=False)
+    rows = shard_rows(sel.removed.shape[0], shard, shards)
+    removed = sel.removed[rows]
+    needs_horizon = variant in ("pbrf", "linearized_pbrf") and cfg.retrain.pbrf.horizon == "matched"
+    horizon = matched_lissa_horizon(ctx) if needs_horizon else None
+    schedule = variant_schedule(cfg, variant, ds.n_train, horizon)
+    label = f"retrain {variant}" + (f" {shard + 1}/{shards}" if shards > 1 else "")
+    with progress.epochs(label, total_epochs(cfg.train, schedule, variant)) as bar:
+        res = pbrf_retrain(
+            variant,
+            problem,
+            base,
+            ds.x_train,
+            ds.t_train,
+            removed.to(ds.x_train.device),
+            train=cfg.train,
+            damping=cfg.damping,
+            schedule=schedule,
+            progress=bar,
+        )
+    history = res.epoch_loss.detach().double().cpu()  # (E, m)
+    m = len(rows)
+    lbfgs = res.converged is not None
+    share = tail_decrease(history, TAIL) if not lbfgs else torch.full((m,), float("nan"))
+    falling = still_decreasing(history, TAIL, TAIL_THRESHOLD) if not lbfgs else torch.zeros(m)
+    if lbfgs and not bool(res.converged.all()):
+        bad = [rows[i] for i in (~res.converged.cpu()).nonzero().flatten().tolist()]
+        ctx.warn(
+            f"{variant}: L-BFGS did not converge for removal(s) {bad} within "
+            f"{cfg.train.epochs} iterations"
+        )
+    if variant in WARN_STILL_FALLING and bool(falling.any()):
+        worst = float(torch.nan_to_num(share, nan=0.0).max())
+        ctx.warn(
+            f"{variant}: the objective is still falling — up to {worst:.0%} of its decrease came "
+            f"in the last {TAIL:.0%} of {schedule.epochs} epochs (removals "
+            f"{[rows[i] for i in falling.bool().nonzero().flatten().tolist()]})"
+        )
+    ctx.save_checkpoint(
+        "variant_delta",
+        state(problem, res.delta),
+        meta={"variant": variant, "removal_ids": rows, "epochs": res.epochs, "lr": res.lr},
     )
-    final = history[-1].double().cpu() if history.shape[0] else torch.full((m,), float("nan"))
-    write_table(
-        layout.variant_removals(variant),
+    final = history[-1] if history.numel() else torch.full((m,), float("nan"))
+    ctx.write_table(
+        "variant_removals",
         schemas.VARIANT_REMOVALS,
         {
             "variant": [variant] * m,
-            "removal_id": list(range(m)),
-            "removed_indices": removed_lists(sel.removed),
-            "base_test_loss": [base_loss] * m,
-            "test_loss": losses.tolist(),
-            "test_loss_change": (losses - base_loss).tolist(),
+            "removal_id": rows,
+            "removed_indices": removed_lists(removed),
+            "epochs": [res.epochs] * m,
+            "lr": [res.lr] * m,
             "final_objective": final.tolist(),
+            "tail_decrease": share.double().tolist(),
+            "still_decreasing": falling.bool().tolist(),
+            "converged": res.converged.cpu().tolist() if lbfgs else [None] * m,
+            "grad_norm": res.grad_norm.double().cpu().tolist() if lbfgs else [None] * m,
         },
-        step="retrain",
-        config_hash=h,
     )
-    e, _ = history.shape
-    write_table(
-        layout.variant_history(variant),
+    e = history.shape[0]
+    ctx.write_table(
+        "variant_history",
         schemas.VARIANT_HISTORY,
         {
             "variant": [variant] * (e * m),
             "epoch": [i for i in range(e) for _ in range(m)],
-            "removal_id": [j for _ in range(e) for j in range(m)],
-            "objective": history.double().cpu().flatten().tolist(),
+            "removal_id": [rows[j] for _ in range(e) for j in range(m)],
+            "objective": history.flatten().tolist(),
         },
-        step="retrain",
-        config_hash=h,
     )
-    return layout.outputs("retrain", variant)
-
-
-def _train_shards(variant, cfg, problem, base, ds, removed, epochs) -> list[TrainResult]:
-    results: list[TrainResult] = []
-    for shard in torch.tensor_split(removed, cfg.retrain.shards):
-        bar = EpochBar(f"retrain {variant}", epochs)
-        results.append(
-            with_bar(
-                bar,
-                lambda shard=shard, bar=bar: pbrf_retrain(
-                    variant,
-                    problem,
-                    base,
-                    ds.x_train,
-                    ds.t_train,
-                    shard,
-                    train=cfg.train,
-                    retrain=cfg.retrain,
-                    damping=cfg.damping,
-                    progress=bar,
-                ),
-            )
-        )
-    return results

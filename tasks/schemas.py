@@ -3,8 +3,9 @@
 All tables carry key/value metadata in the Parquet footer:
 
 * ``pbrf.schema`` — the table's name below, ``pbrf.schema_version`` — :data:`SCHEMA_VERSION`;
-* ``pbrf.step`` — the step that wrote it, ``pbrf.config_hash`` — the hash of that step's config
-  keys (:func:`tasks.fingerprint.config_hash`), checked by :func:`tasks.artifacts.read_table`.
+* ``pbrf.step`` — the step that wrote it, ``pbrf.stamp`` — the config stamp of the node that
+  wrote it (:mod:`tasks.plan`), checked by :func:`tasks.artifacts.read_table`;
+* ``pbrf.env`` — thread count, device and torch version of the run that wrote it.
 
 Artifacts are deterministic functions of their inputs (no timestamps or timings), so a
 recomputation with the same config and code reproduces the same bytes on the same machine and
@@ -13,7 +14,8 @@ does not invalidate downstream steps (Prefect cache keys and DVC both hash input
 Conventions: ``removal_id`` numbers the M removal sets ``0..M−1`` in the order of
 ``select/removed.parquet``; a "test-loss change" is ``L_test(θ) − L_test(θˢ)``, the mean loss on the
 selected test points (no regularizer), so positive means removal hurt; ``variant`` is one of
-``cold, warm, proximal, pbrf, linearized_pbrf`` and ``source`` additionally ``influence``.
+``cold, warm, proximal, pbrf, linearized_pbrf, pbrf_paper`` and ``source`` additionally
+``influence``. Responses are stored as displacements Δ = θ − θˢ (``delta.pt``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ BASE_HISTORY = _t(
 REMOVED = _t(
     "removed",
     "select/removed.parquet — the M removal sets, drawn without replacement with "
-    "retrain.removal_seed; group_size rows per removal.",
+    "select.seed; group_size rows per removal.",
     ("removal_id", _i32, "removal set 0..M−1"),
     ("position", _i32, "position within the set, 0..group_size−1"),
     ("train_index", _i64, "row of the training split that is removed"),
@@ -59,7 +61,7 @@ REMOVED = _t(
 
 TEST_POINTS = _t(
     "test_points",
-    "select/test_points.parquet — the test examples (influence.test_points, influence.seed) on "
+    "select/test_points.parquet — the test examples (select.test_points, select.seed) on "
     "which every variant's test-loss change and the influence prediction are measured.",
     ("position", _i32, "0..P−1"),
     ("test_index", _i64, "row of the test split"),
@@ -67,19 +69,23 @@ TEST_POINTS = _t(
 
 VARIANT_REMOVALS = _t(
     "variant_removals",
-    "retrain/<variant>/removals.parquet — one row per removal: the retrained model's test loss.",
-    ("variant", _str, "cold | warm | proximal | pbrf | linearized_pbrf"),
+    "retrain/<variant>/shard-<i>/removals.parquet — one row per removal: how its optimum was "
+    "trained and whether training had settled.",
+    ("variant", _str, "cold | warm | proximal | pbrf | linearized_pbrf | pbrf_paper"),
     ("removal_id", _i32, "removal set"),
     ("removed_indices", _ids, "training rows removed in this set"),
-    ("base_test_loss", _f64, "L_test(θˢ)"),
-    ("test_loss", _f64, "L_test(θ_variant)"),
-    ("test_loss_change", _f64, "L_test(θ_variant) − L_test(θˢ)"),
-    ("final_objective", _f64, "the variant's objective in its last epoch (or L-BFGS value)"),
+    ("epochs", _i64, "epochs run (cold: K + K/2; L-BFGS: the iteration cap)"),
+    ("lr", _f64, "learning rate (null for L-BFGS)"),
+    ("final_objective", _f64, "the variant's mean objective in its last epoch (or L-BFGS value)"),
+    ("tail_decrease", _f64, "share of the objective's total decrease in the last 10 % of epochs"),
+    ("still_decreasing", _bool, "tail_decrease > 5 %: the objective was still falling"),
+    ("converged", _bool, "L-BFGS reached its gradient tolerance (null for SGD/Adam)"),
+    ("grad_norm", _f64, "L-BFGS final ‖∇‖∞ (null for SGD/Adam)"),
 )
 
 VARIANT_HISTORY = _t(
     "variant_history",
-    "retrain/<variant>/history.parquet — mean objective per epoch and removal (long format).",
+    "retrain/<variant>/shard-<i>/history.parquet — mean objective per epoch and removal (long).",
     ("variant", _str, "the variant"),
     ("epoch", _i32, "epoch index within this retraining run, from 0"),
     ("removal_id", _i32, "removal set"),
@@ -91,11 +97,8 @@ INFLUENCE_REMOVALS = _t(
     "influence/removals.parquet — the influence estimate per removal, ε = 1/N.",
     ("removal_id", _i32, "removal set"),
     ("removed_indices", _ids, "training rows removed in this set"),
-    ("base_test_loss", _f64, "L_test(θˢ)"),
-    ("predicted_test_loss_change", _f64, "ε ∇L_testᵀ (G + λI)⁻¹ g_z (Eq. 23)"),
-    ("self_influence", _f64, "ε g_zᵀ (G + λI)⁻¹ g_z"),
-    ("test_loss", _f64, "L_test(θ_IF), θ_IF = θˢ + ε (G + λI)⁻¹ g_z (Eq. 10)"),
-    ("test_loss_change", _f64, "L_test(θ_IF) − L_test(θˢ)"),
+    ("predicted_test_loss_change", _f64, "ε ∇L_testᵀ (C + λI)⁻¹ g_z (Eq. 23), in eval_dtype"),
+    ("self_influence", _f64, "ε g_zᵀ (C + λI)⁻¹ g_z"),
 )
 
 SOLVER = _t(
@@ -109,16 +112,28 @@ SOLVER = _t(
     ("repeats", _i64, "LiSSA repeats R"),
     ("batch_size", _i64, "LiSSA minibatch (null: full data)"),
     ("scale", _f64, "LiSSA scale σ"),
-    ("top_eigenvalue", _f64, "power-iteration estimate of λ_max (scale=auto)"),
+    ("top_eigenvalue", _f64, "λ_max of the curvature (power iteration)"),
     ("horizon", _f64, "LiSSA horizon T/σ"),
     ("iterations", _i64, "CG iterations"),
-    ("max_residual", _f64, "CG's largest final residual"),
+    ("max_residual", _f64, "CG's largest final relative residual"),
+    ("method", _str, "exact solve: the factorization used"),
+    ("converged", _bool, "the solver met its tolerance (CG), or its factorization held (exact)"),
+    ("warnings", _str, "the solver's warnings, '; '-separated (empty when none)"),
+)
+
+SPECTRUM = _t(
+    "spectrum",
+    "curvature/spectrum.parquet — one row: the largest eigenvalue of the undamped curvature at θˢ.",
+    ("curvature", _str, "gnh | hessian"),
+    ("top_eigenvalue", _f64, "λ_max by power iteration"),
+    ("iterations", _i64, "power iterations run"),
+    ("converged", _bool, "the Rayleigh quotient settled before the iteration cap"),
 )
 
 GAPS_PER_REMOVAL = _t(
     "gaps_per_removal",
     "aggregate/gaps_per_removal.parquet — output-space distance of each gap, per removal "
-    "(Appendix E.2): E_x‖f(θ_a, x) − f(θ_b, x)‖ over the training inputs.",
+    "(Appendix E.2): E_x‖f(θ_a, x) − f(θ_b, x)‖ over the training inputs, in eval_dtype.",
     ("gap", _str, "warm_start | proximity | non_convergence | linearization | solver"),
     ("removal_id", _i32, "removal set"),
     ("reference_a", _str, "source of θ_a"),
@@ -128,13 +143,16 @@ GAPS_PER_REMOVAL = _t(
 
 GAPS = _t(
     "gaps",
-    "aggregate/gaps.parquet — Table 5: each gap as mean ± std over the M removals.",
+    "aggregate/gaps.parquet — Table 5: each gap as mean ± std over the M removals, with a "
+    "bootstrap (over removals) 95 % interval of the mean.",
     ("experiment", _str, "config name (e.g. the preset)"),
     ("gap", _str, "warm_start | proximity | non_convergence | linearization | solver"),
     ("reference_a", _str, "source of θ_a"),
     ("reference_b", _str, "source of θ_b"),
     ("mean", _f64, "mean over removals"),
     ("std", _f64, "sample standard deviation over removals (0 when M = 1)"),
+    ("ci_low", _f64, "95 % bootstrap interval of the mean: lower end"),
+    ("ci_high", _f64, "95 % bootstrap interval of the mean: upper end"),
     ("n", _i32, "number of removals"),
     (
         "output_scale",
@@ -145,41 +163,84 @@ GAPS = _t(
 
 CORRELATIONS = _t(
     "correlations",
-    "aggregate/correlations.parquet — Table 2: influence-predicted vs actual test-loss change.",
+    "aggregate/correlations.parquet — Table 2: influence-predicted vs actual test-loss change, "
+    "with bootstrap (over removals) 95 % intervals and the most influential removal.",
     ("experiment", _str, "config name"),
-    ("reference", _str, "the variant whose actual test-loss changes are compared"),
+    ("reference", _str, "the variant (or influence_params) whose actual changes are compared"),
     ("pearson", _f64, "Pearson correlation (NaN when either side is constant)"),
+    ("pearson_low", _f64, "95 % bootstrap interval: lower end"),
+    ("pearson_high", _f64, "95 % bootstrap interval: upper end"),
     ("spearman", _f64, "Spearman rank correlation"),
+    ("spearman_low", _f64, "95 % bootstrap interval: lower end"),
+    ("spearman_high", _f64, "95 % bootstrap interval: upper end"),
+    ("pearson_jackknife_removal", _i32, "the removal whose omission changes Pearson most"),
+    ("pearson_jackknife_change", _f64, "Pearson without that removal minus Pearson with it"),
+    ("spearman_jackknife_removal", _i32, "the removal whose omission changes Spearman most"),
+    ("spearman_jackknife_change", _f64, "Spearman without that removal minus with it"),
     ("n", _i32, "number of removals"),
+    ("at_rounding_floor", _bool, "the compared changes are within 10 rounding units of the loss"),
 )
 
 TEST_LOSS_CHANGES = _t(
     "test_loss_changes",
-    "aggregate/test_loss_changes.parquet — every source's test-loss change per removal (long).",
+    "aggregate/test_loss_changes.parquet — every source's test-loss change per removal (long), "
+    "evaluated in eval_dtype at θˢ + Δ.",
     ("removal_id", _i32, "removal set"),
-    ("source", _str, "influence (the Eq. 23 prediction) or a variant (actual change)"),
-    ("test_loss_change", _f64, "L_test change"),
+    (
+        "source",
+        _str,
+        "influence (Eq. 23 prediction), influence_params (L at θˢ + Δ_IF) or a variant",
+    ),
+    ("test_loss_change", _f64, "L_test(θˢ + Δ) − L_test(θˢ), mean over the test points"),
 )
 
 HORIZONS = _t(
     "horizons",
-    "aggregate/horizons.parquet — one row: the curvature horizons of LiSSA and the PBRF run "
-    "(GUIDE §4); they should agree within a factor of 3.",
-    ("lissa_depth", _i64, "T"),
-    ("lissa_scale", _f64, "σ"),
+    "aggregate/horizons.parquet — one row per PBRF variant: its horizon η·S/(1−μ) against LiSSA's "
+    "T/σ (they should agree within a factor of 3 for the matched PBRF).",
+    ("variant", _str, "pbrf | linearized_pbrf | pbrf_paper"),
+    ("setting", _str, "matched | explicit | paper"),
+    ("lr", _f64, "η of the run"),
+    ("epochs", _i64, "epochs from θˢ"),
+    ("steps", _i64, "S, optimizer steps"),
+    ("horizon", _f64, "η·S/(1−μ) (null for Adam/L-BFGS)"),
     ("lissa_horizon", _f64, "T/σ (null for CG/exact)"),
-    ("pbrf_lr", _f64, "η of the PBRF runs"),
-    ("pbrf_steps", _i64, "S, optimizer steps of the PBRF runs"),
-    ("pbrf_horizon", _f64, "η·S (null for Adam/L-BFGS)"),
     ("ratio", _f64, "max/min of the two horizons"),
     ("mismatch", _bool, "ratio > 3"),
     ("message", _str, "human-readable verdict"),
+)
+
+PRECISION = _t(
+    "precision",
+    "aggregate/precision.parquet — how far each response stands above rounding (one row per "
+    "source).",
+    ("source", _str, "a variant or influence"),
+    ("train_dtype", _str, "dtype the response was trained/solved in"),
+    ("min_response_ulps", _f64, "smallest ‖Δ‖ / ‖ulp(θˢ)‖ over removals"),
+    ("max_vanishing_fraction", _f64, "largest share of coordinates with |Δᵢ| < ulp(θˢᵢ)/2"),
+    ("median_loss_change_ulps", _f64, "median |ΔL_test| in units of ulp(L_test) in train_dtype"),
+    ("at_rounding_floor", _bool, "median_loss_change_ulps < 10"),
+)
+
+CONVERGENCE = _t(
+    "convergence",
+    "aggregate/convergence.parquet — one row per trained variant and for the solver: did it "
+    "settle?",
+    ("source", _str, "a variant, or 'solver'"),
+    ("epochs", _i64, "epochs (variants) or iterations (solver)"),
+    ("max_tail_decrease", _f64, "largest share of the decrease in the last 10 % of epochs"),
+    ("still_decreasing", _i32, "removals whose objective was still falling"),
+    ("unconverged", _i32, "removals (L-BFGS) or right-hand sides (solver) not converged"),
+    ("threads", _i32, "torch intra-op threads of the run that trained it"),
+    ("device", _str, "device it ran on"),
+    ("message", _str, "warning text, empty when settled"),
 )
 
 ALL_TABLES: tuple[TableSchema, ...] = (
     BASE_HISTORY,
     REMOVED,
     TEST_POINTS,
+    SPECTRUM,
     VARIANT_REMOVALS,
     VARIANT_HISTORY,
     INFLUENCE_REMOVALS,
@@ -189,6 +250,8 @@ ALL_TABLES: tuple[TableSchema, ...] = (
     CORRELATIONS,
     TEST_LOSS_CHANGES,
     HORIZONS,
+    PRECISION,
+    CONVERGENCE,
 )
 
 

@@ -2,61 +2,44 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pbrf.config import StudyConfig
 from pbrf.influence import eval_test_loss
 from pbrf.responses import train_base as pbrf_train_base
-from tasks import schemas
-from tasks.artifacts import remove_stale_temps, save_checkpoint, write_table
-from tasks.fingerprint import config_hash
-from tasks.layout import RunLayout
-from tasks.runtime import (
-    EpochBar,
-    build_problem,
-    load_dataset_artifact,
-    state_from_flat,
-    with_bar,
-)
+from tasks import progress, schemas
+from tasks.context import StepContext
+from tasks.runtime import build_problem, load_data, state
 
 
-def train_base(out: Path | str, cfg: StudyConfig) -> list[Path]:
+def train_base(ctx: StepContext) -> None:
     """Write θ⁰, θˢ (state dicts), the ``(K, N)`` batch order and the per-epoch objective."""
-    layout = RunLayout(out)
-    remove_stale_temps(layout.base_dir)
-    ds = load_dataset_artifact(layout, cfg)
+    cfg = ctx.cfg
+    ds = load_data(ctx)
     problem, theta0 = build_problem(cfg, ds)  # θ⁰ is fixed by model.seed
     assert problem.spec is not None
-    bar = EpochBar(f"train base ({cfg.name})", cfg.train.epochs)
-    run = with_bar(
-        bar,
-        lambda: pbrf_train_base(problem, theta0, ds.x_train, ds.t_train, cfg.train, progress=bar),
-    )
-    h = config_hash(cfg, "train_base")
+    with progress.epochs(f"train base ({cfg.name})", cfg.train.epochs) as bar:
+        run = pbrf_train_base(problem, theta0, ds.x_train, ds.t_train, cfg.train, progress=bar)
+    if run.converged is False:
+        ctx.warn(
+            f"base training: L-BFGS stopped after {cfg.train.epochs} iterations without "
+            f"reaching ‖∇‖∞ ≤ {cfg.train.optimizer.tol:g}"
+        )
     train_loss = float(run.epoch_loss[-1]) if run.epoch_loss.numel() else float("nan")
     test_loss = float(eval_test_loss(problem, run.theta_s, ds.x_test, ds.t_test))
     meta = {"n_train": ds.n_train, "d": problem.spec.dim}
-    save_checkpoint(
-        layout.theta0,
-        state_from_flat(problem, run.theta0),
-        step="train_base",
-        config_hash=h,
-        meta=meta,
+    ctx.save_checkpoint("theta0", state(problem, run.theta0), meta=meta)
+    ctx.save_checkpoint(
+        "theta_s",
+        state(problem, run.theta_s),
+        meta={
+            **meta,
+            "final_objective": train_loss,
+            "test_loss_all": test_loss,
+            "converged": run.converged,
+        },
     )
-    save_checkpoint(
-        layout.theta_s,
-        state_from_flat(problem, run.theta_s),
-        step="train_base",
-        config_hash=h,
-        meta={**meta, "final_objective": train_loss, "test_loss_all": test_loss},
-    )
-    save_checkpoint(layout.orders, {"orders": run.orders}, step="train_base", config_hash=h)
+    ctx.save_checkpoint("orders", {"orders": run.orders})
     loss = run.epoch_loss.detach().double().cpu().flatten()
-    write_table(
-        layout.base_history,
+    ctx.write_table(
+        "base_history",
         schemas.BASE_HISTORY,
         {"epoch": list(range(loss.numel())), "objective": loss.tolist()},
-        step="train_base",
-        config_hash=h,
     )
-    return layout.outputs("train_base")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pbrf.config import DataConfig
+from pbrf.data.config import DataConfig
 
 # task of each bundled data set (scikit-learn is imported lazily: it takes ~1.5 s)
 BUNDLED_TASKS = {"breast_cancer": "binary", "digits": "multiclass", "diabetes": "regression"}

@@ -25,6 +25,7 @@ from torch import nn
 
 from . import alexnet, autoencoder, lenet, logistic_regression, mlp, resnet20, transformer_lm, vgg13
 from ._common import check_int, check_shape
+from .options import ModelOptions, check_fits, options_model
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "logistic_regression": logistic_regression.build,
@@ -39,7 +40,42 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
-__all__ = ["MODEL_NAMES", "build_model", "model_kwargs", "model_names"]
+# name -> typed option model (``name``, ``seed`` and the builder's keyword arguments)
+MODEL_OPTIONS: dict[str, type[ModelOptions]] = {
+    name: options_model(name, builder) for name, builder in _BUILDERS.items()
+}
+
+# What data each network can take: the kind of input it reads and the tasks it can solve.
+# "image" inputs are (C, H, W); "tabular" are flat vectors; "text" are token-id sequences.
+MODEL_INPUTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "logistic_regression": (
+        frozenset({"tabular", "image"}),
+        frozenset({"binary", "multiclass"}),
+    ),
+    "mlp": (
+        frozenset({"tabular", "image"}),
+        frozenset({"binary", "multiclass", "regression", "reconstruction"}),
+    ),
+    "autoencoder": (frozenset({"tabular", "image"}), frozenset({"reconstruction"})),
+    **{
+        cnn: (frozenset({"image"}), frozenset({"binary", "multiclass"}))
+        for cnn in ("lenet", "alexnet", "vgg13", "resnet20")
+    },
+    "transformer_lm": (frozenset({"text"}), frozenset({"language_model"})),
+}
+
+__all__ = [
+    "MODEL_INPUTS",
+    "MODEL_NAMES",
+    "MODEL_OPTIONS",
+    "ModelOptions",
+    "build_from_options",
+    "build_model",
+    "check_fits",
+    "model_kwargs",
+    "model_names",
+    "parameter_count",
+]
 
 
 def model_names() -> list[str]:
@@ -95,3 +131,26 @@ def build_model(
         torch.manual_seed(seed)
         model = builder(shape, output_dim, **kwargs)
     return model
+
+
+def build_from_options(
+    options: ModelOptions, *, input_shape: tuple[int, ...], output_dim: int
+) -> nn.Module:
+    """:func:`build_model` from a validated option model (``MODEL_OPTIONS[name]``)."""
+    return build_model(
+        options.name,  # type: ignore[attr-defined]
+        input_shape=input_shape,
+        output_dim=output_dim,
+        seed=options.seed,  # type: ignore[attr-defined]
+        **options.builder_kwargs(),
+    )
+
+
+def parameter_count(options: ModelOptions, *, input_shape: tuple[int, ...], output_dim: int) -> int:
+    """d for these options and data shapes, without allocating (raises the builder's error)."""
+    return check_fits(
+        _builder(options.name),  # type: ignore[attr-defined]
+        check_shape(input_shape),
+        output_dim,
+        **options.builder_kwargs(),
+    )

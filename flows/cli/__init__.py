@@ -1,0 +1,28 @@
+"""``pbrf`` command line: the parser is cheap; each command imports what it needs.
+
+Errors by kind: an invalid configuration is one line and exit status 2; a known numerical or
+artifact failure (divergence, NaN loss, missing data files, a stale artifact) is one line naming
+the setting or file and exit status 1; anything else is a bug and prints its traceback (exit 1).
+``--debug`` prints the traceback for every failure.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flows.cli.errors import report_error
+from flows.cli.parser import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("pbrf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return report_error(exc, debug=getattr(args, "debug", False))
+
+
+__all__ = ["main"]

@@ -1,0 +1,78 @@
+"""Failures by kind: what the user gets for each, and which setting to change."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+EXIT_RUNTIME, EXIT_CONFIG = 1, 2
+
+
+class ConfigError(ValueError):
+    """Invalid input the user can fix by changing a command-line argument or config value."""
+
+
+class RuntimeFailure(RuntimeError):
+    """A known failure at run time (I/O, environment), with a message naming the fix."""
+
+
+def _validation_message(exc) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(
+            str(x)
+            for x in e.get("loc", ())
+            if not str(x).startswith("function-")
+            and str(x) not in ("sgd", "momentum", "adam", "lbfgs")
+        )
+        msg = str(e.get("msg", "")).removeprefix("Value error, ")
+        got = (
+            f" (got {e['input']!r})"
+            if e.get("type") not in ("extra_forbidden", "value_error") and "input" in e
+            else ""
+        )
+        parts.append(f"{loc + ': ' if loc else ''}{msg}{got}")
+    return "invalid configuration — " + "; ".join(parts)
+
+
+def _hint(exc: Exception) -> str:
+    """The config keys that address a known numerical failure."""
+    from pbrf.solvers import LissaDivergenceError
+    from pbrf.trainer import NonFiniteLossError
+
+    if isinstance(exc, LissaDivergenceError):
+        return (
+            " Set influence.solver.scale higher, or raise influence.solver.scale_factor "
+            "or influence.solver.batch_size."
+        )
+    if isinstance(exc, NonFiniteLossError):
+        if "base" in exc.label:
+            return " Lower train.optimizer.lr."
+        return " Lower train.optimizer.lr or retrain.pbrf.lr_factor (PBRF variants)."
+    return ""
+
+
+def report_error(exc: Exception, *, debug: bool = False) -> int:
+    """Print one line for a known failure and return its exit status; re-raise bugs."""
+    from pydantic import ValidationError
+
+    from pbrf.solvers import LissaDivergenceError
+    from pbrf.trainer import NonFiniteLossError
+    from tasks.artifacts import ArtifactError
+
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, ValidationError):
+        code, msg = EXIT_CONFIG, _validation_message(exc)
+    elif isinstance(exc, ConfigError):
+        code, msg = EXIT_CONFIG, str(exc)
+    elif isinstance(exc, NonFiniteLossError | LissaDivergenceError):
+        code, msg = EXIT_RUNTIME, str(exc) + _hint(exc)
+    elif isinstance(exc, ArtifactError | RuntimeFailure | FileNotFoundError):
+        code, msg = EXIT_RUNTIME, str(exc)
+    else:
+        if not debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"pbrf: error: {' '.join(msg.split())}", file=sys.stderr)
+    return code

@@ -1,0 +1,104 @@
+"""The argument parser of ``pbrf`` (imports nothing heavy: ``pbrf --help`` is instant)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _lazy(module: str, name: str):
+    def call(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return call
+
+
+def _add_set(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (YAML syntax), e.g. --set train.optimizer.lr=0.05; "
+        "repeatable",
+    )
+
+
+def _add_debug(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--debug", action="store_true", help="print the traceback of any failure")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pbrf",
+        description="Influence functions vs leave-one-out retraining: the five-term "
+        "decomposition of Bae et al. (2022), and the PBRF as the influence gold standard.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a study (Prefect flow) into runs/<preset>")
+    r.add_argument("preset", nargs="?", help="preset name (see `pbrf presets`)")
+    r.add_argument("--scale", help="preset scale, e.g. smoke or paper")
+    _add_set(r)
+    r.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
+    r.add_argument("--out", help="run directory (default runs/<preset>[-<scale>])")
+    r.add_argument("--refresh", action="store_true", help="recompute every step")
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a convergence or horizon warning is raised",
+    )
+    r.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_debug(r)
+    r.set_defaults(func=_lazy("flows.cli.run", "cmd_run"))
+
+    sp = sub.add_parser("presets", help="list the presets and their scales")
+    sp.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_presets"))
+
+    pa = sub.add_parser("params", help="print or write a full config (params.yaml)")
+    pa.add_argument("preset", nargs="?")
+    pa.add_argument("--scale", help="preset scale")
+    _add_set(pa)
+    pa.add_argument("-o", "--output", help="write to this file instead of stdout")
+    _add_debug(pa)
+    pa.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_params"))
+
+    pl = sub.add_parser("plan", help="list a study's nodes: what each reads, needs and writes")
+    pl.add_argument("preset", nargs="?")
+    pl.add_argument("--scale", help="preset scale")
+    pl.add_argument("--params", help="read the config from this YAML file instead of a preset")
+    _add_set(pl)
+    _add_debug(pl)
+    pl.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_plan"))
+
+    rp = sub.add_parser("report", help="rebuild report/ of a finished run directory")
+    rp.add_argument("dir", help="run directory (contains config.json)")
+    _add_debug(rp)
+    rp.set_defaults(func=_lazy("flows.cli.report", "cmd_report"))
+
+    st = sub.add_parser("step", help="run one node without Prefect (what dvc.yaml calls)")
+    st.add_argument("node", help="node id, e.g. prepare, retrain-pbrf (see `pbrf plan`)")
+    st.add_argument("--params", default="params.yaml", help="full config YAML (params.yaml)")
+    st.add_argument("--out", default="artifacts", help="artifact directory")
+    st.add_argument("--device", help="cpu, cuda or cuda:N (overrides the params file)")
+    _add_set(st)
+    _add_debug(st)
+    st.set_defaults(func=_lazy("flows.cli.step", "cmd_step"))
+
+    dv = sub.add_parser("dvc", help="write dvc.yaml from the step registry and params.yaml")
+    dv.add_argument("--params", default="params.yaml", help="config the stages are planned for")
+    dv.add_argument("--out", default="artifacts", help="artifact directory of the stages")
+    dv.add_argument("-o", "--output", default="dvc.yaml", help="file to write ('-': stdout)")
+    dv.add_argument("--check", action="store_true", help="exit 1 if the file differs")
+    _add_debug(dv)
+    dv.set_defaults(func=_lazy("flows.cli.dvc", "cmd_dvc"))
+
+    d = sub.add_parser("data", help="data set files")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    fe = dsub.add_parser("fetch", help="download a data set's files (or say where to put them)")
+    fe.add_argument("name", help="data set name, e.g. mnist, cifar10, concrete, ptb")
+    fe.add_argument("--root", default="data", help="data directory (default: data)")
+    _add_debug(fe)
+    fe.set_defaults(func=_lazy("flows.cli.data", "cmd_fetch"))
+    return p

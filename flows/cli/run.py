@@ -1,0 +1,85 @@
+"""``pbrf run``: a study through the Prefect flow, then its summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from flows.cli.config_cmds import config_from, parse_overrides
+from flows.cli.errors import ConfigError, RuntimeFailure
+from flows.cli.table import print_table
+
+
+def check_device(device: str) -> None:
+    """A requested accelerator must exist before anything starts (exit 2 otherwise)."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: no CUDA device is available here; use --device cpu"
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps': the Apple GPU backend is not available here")
+
+
+def check_out_dir(out) -> None:
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise RuntimeFailure(f"--out {out}: {parent} exists and is not a directory")
+        if parent.exists():
+            break
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows import settings
+
+    settings.apply()
+    if not args.verbose:
+        settings.quiet_console()
+    overrides = parse_overrides(args.set)
+    device = {"device": args.device} if args.device else {}
+    cfg = config_from(args, device)  # validate before starting anything
+    check_device(cfg.device)
+    from flows.decomposition import DecompositionParams
+
+    params = DecompositionParams(
+        preset=args.preset or DecompositionParams().preset,
+        scale=args.scale,
+        overrides=overrides,
+        out=args.out,
+        device=args.device,
+        refresh=args.refresh,
+    )
+    out = params.out_dir()
+    check_out_dir(out)
+    t0 = time.perf_counter()
+    where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+    print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
+    from flows.decomposition import decomposition
+
+    result = decomposition(params)
+    wall = time.perf_counter() - t0
+    print()
+    print_table(
+        [
+            [k, v["state"], f"{v['seconds']:.1f}" if v["state"] != "Cached" else "—"]
+            for k, v in result["nodes"].items()
+        ],
+        ["node", "state", "seconds"],
+    )
+    from flows.cli.summary import print_results
+
+    warnings = print_results(out, cfg)
+    print(f"\nreport: {out / 'report' / 'report.md'}\nwall time {wall:.1f} s")
+    if args.strict and warnings:
+        print(f"pbrf: --strict: {len(warnings)} warning(s) above", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,29 @@
+"""``pbrf step NODE``: one node without Prefect — what each DVC stage runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flows.cli.config_cmds import config_from
+from flows.cli.errors import ConfigError
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    from flows.threads import configure_threads
+    from tasks.plan import build_plan
+    from tasks.runner import run_node, write_run_config
+
+    cfg = config_from(args, {"device": args.device} if args.device else None)
+    plan = build_plan(cfg.model_dump(mode="json"))
+    if args.node not in plan.nodes:
+        raise ConfigError(
+            f"unknown node {args.node!r} for this config; nodes: {', '.join(plan.nodes)}"
+        )
+    configure_threads(1)
+    out = Path(args.out)
+    write_run_config(out, cfg)
+    result = run_node(out, cfg, args.node, plan=plan, force=True)
+    print(json.dumps(result.as_dict()))
+    return 0

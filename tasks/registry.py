@@ -1,0 +1,278 @@
+"""The one registry of pipeline steps: what each step runs, reads, consumes and produces.
+
+Everything else is derived from :data:`STEPS` — the concrete nodes of a run and their edges
+(:mod:`tasks.plan`), the artifacts' config stamps and cache keys, the run-directory layout, the
+Prefect tasks and their ``wait_for`` edges (:mod:`flows.decomposition`) and the DVC stages
+(``pbrf dvc`` writes ``dvc.yaml``; a test checks the committed file). Adding a step is one
+:class:`Step` entry plus its function.
+
+A step's ``reads`` are the config keys its own computation depends on (dotted paths into the
+config; a section name means the whole section). What its inputs depend on is covered by the
+inputs themselves: a node's config stamp hashes its own keys together with its upstream nodes'
+stamps, so changing ``damping`` re-stamps the proximal, PBRF and influence nodes and what
+follows them, never cold or warm start.
+
+This module is plain Python (no torch): ``pbrf --help`` and ``pbrf dvc`` import it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Params = Mapping[str, Any]  # a node's parameters, e.g. {"variant": "pbrf", "shard": 0}
+Config = Mapping[str, Any]  # the config as a JSON-like dict (StudyConfig.model_dump)
+
+VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline step.
+
+    ``outputs`` maps artifact names to path templates under the run directory; a template's
+    ``{placeholders}`` are filled from the node's parameters. ``inputs`` names artifacts of other
+    steps; an input whose template has placeholders the node does not bind is expanded over
+    every node of the producing step (the aggregate reads every variant and shard).
+    """
+
+    name: str
+    function: str  # "module:function"
+    doc: str
+    outputs: Mapping[str, str]
+    inputs: Callable[[Config, Params], tuple[str, ...]] | tuple[str, ...] = ()
+    reads: Callable[[Config, Params], tuple[str, ...]] | tuple[str, ...] = ()
+    instances: Callable[[Config], list[dict[str, Any]]] | None = None  # None: one node
+    enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
+    forward_ad: Callable[[Params], bool] = field(default=lambda params: False)
+    metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (git-tracked, cache: false)
+
+    def reads_for(self, cfg: Config, params: Params) -> tuple[str, ...]:
+        return self.reads(cfg, params) if callable(self.reads) else self.reads
+
+    def inputs_for(self, cfg: Config, params: Params) -> tuple[str, ...]:
+        return self.inputs(cfg, params) if callable(self.inputs) else self.inputs
+
+    def nodes(self, cfg: Config) -> list[dict[str, Any]]:
+        if not self.enabled(cfg):
+            return []
+        return [{}] if self.instances is None else self.instances(cfg)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def get_key(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def lissa(cfg: Config) -> bool:
+    return get_key(cfg, "influence.solver.name") == "lissa"
+
+
+def matched(cfg: Config) -> bool:
+    """The PBRF's horizon is derived from LiSSA's (``retrain.pbrf.horizon: matched``)."""
+    return get_key(cfg, "retrain.pbrf.horizon") == "matched" and (
+        get_key(cfg, "train.optimizer.name") in ("sgd", "momentum")
+    )
+
+
+def needs_spectrum(cfg: Config) -> bool:
+    """λ_max of the curvature is needed: LiSSA's automatic scale, or a matched PBRF horizon."""
+    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
+    pbrf = {"pbrf", "linearized_pbrf"} & set(get_key(cfg, "retrain.variants"))
+    return auto or bool(pbrf and matched(cfg))
+
+
+def _variant_shards(cfg: Config) -> list[dict[str, Any]]:
+    shards = int(get_key(cfg, "retrain.shards"))
+    return [
+        {"variant": v, "shard": s, "shards": shards}
+        for v in get_key(cfg, "retrain.variants")
+        for s in range(shards)
+    ]
+
+
+_LISSA_HORIZON = ("influence.solver.depth", "influence.solver.scale")
+_SCALE = ("influence.solver.scale_factor",)
+
+
+def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
+    v = p["variant"]
+    if v in ("cold", "warm"):
+        return ("retrain.epochs_fraction",)
+    if v == "proximal":
+        return ("retrain.epochs_fraction", "damping")
+    if v == "pbrf_paper":
+        return ("retrain.epochs_fraction", "retrain.pbrf.paper_lr_factor", "damping")
+    own: tuple[str, ...] = ("retrain.pbrf.horizon", "retrain.pbrf.lr_factor", "damping")
+    if matched(cfg):  # S is derived from T/σ, σ = scale_factor·(λ_max + λ) or given
+        auto = get_key(cfg, "influence.solver.scale") == "auto"
+        return own + _LISSA_HORIZON + (_SCALE if auto else ())
+    if get_key(cfg, "retrain.pbrf.epochs") is None:  # explicit, defaulting to K/2
+        return (*own, "retrain.pbrf.epochs", "retrain.epochs_fraction")
+    return (*own, "retrain.pbrf.epochs")
+
+
+def _retrain_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("dataset", "theta_s", "removed")
+    if p["variant"] == "cold":
+        base += ("theta0", "orders")
+    auto = get_key(cfg, "influence.solver.scale") == "auto"
+    if p["variant"] in ("pbrf", "linearized_pbrf") and matched(cfg) and auto:
+        base += ("spectrum",)
+    return base
+
+
+def _influence_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("dataset", "theta_s", "removed", "test_points")
+    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
+    return base + (("spectrum",) if auto else ())
+
+
+def _aggregate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    return (
+        "dataset",
+        "theta_s",
+        "removed",
+        "test_points",
+        "variant_delta",
+        "variant_removals",
+        "variant_history",
+        "influence_delta",
+        "influence_removals",
+        "solver",
+    )
+
+
+# --------------------------------------------------------------------------- the registry
+
+STEPS: dict[str, Step] = {
+    s.name: s
+    for s in (
+        Step(
+            name="prepare",
+            function="tasks.prepare:prepare",
+            doc="split, standardize and store the data set",
+            reads=("data",),
+            outputs={"dataset": "prepare/dataset.pt"},
+        ),
+        Step(
+            name="train_base",
+            function="tasks.train_base:train_base",
+            doc="train θˢ from θ⁰ on all N examples, recording the batch order",
+            reads=("model", "train", "loss", "dtype"),
+            inputs=("dataset",),
+            outputs={
+                "theta0": "base/theta0.pt",
+                "theta_s": "base/theta_s.pt",
+                "orders": "base/orders.pt",
+                "base_history": "base/history.parquet",
+            },
+        ),
+        Step(
+            name="select",
+            function="tasks.selection:select",
+            doc="draw the M removal sets and the test points",
+            reads=("select",),
+            inputs=("dataset",),
+            outputs={
+                "removed": "select/removed.parquet",
+                "test_points": "select/test_points.parquet",
+            },
+        ),
+        Step(
+            name="curvature",
+            function="tasks.curvature:curvature",
+            doc="λ_max of the curvature at θˢ by power iteration (LiSSA's scale, PBRF horizon)",
+            reads=lambda cfg, p: (
+                "influence.curvature",
+                *(("influence.solver.power_iters",) if lissa(cfg) else ()),
+            ),
+            inputs=("dataset", "theta_s"),
+            enabled=needs_spectrum,
+            forward_ad=lambda p: True,
+            outputs={"spectrum": "curvature/spectrum.parquet"},
+        ),
+        Step(
+            name="retrain",
+            function="tasks.retrain:retrain",
+            doc="train one variant's optima for a shard of the removals, as one vmapped run",
+            reads=_retrain_reads,
+            inputs=_retrain_inputs,
+            instances=_variant_shards,
+            forward_ad=lambda p: p["variant"] == "linearized_pbrf",
+            outputs={
+                "variant_delta": "retrain/{variant}/shard-{shard}/delta.pt",
+                "variant_removals": "retrain/{variant}/shard-{shard}/removals.parquet",
+                "variant_history": "retrain/{variant}/shard-{shard}/history.parquet",
+            },
+        ),
+        Step(
+            name="influence",
+            function="tasks.influence:influence",
+            doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
+            reads=("influence", "damping"),
+            inputs=_influence_inputs,
+            forward_ad=lambda p: True,
+            outputs={
+                "influence_delta": "influence/delta.pt",
+                "influence_removals": "influence/removals.parquet",
+                "solver": "influence/solver.parquet",
+            },
+        ),
+        Step(
+            name="aggregate",
+            function="tasks.aggregate:aggregate",
+            doc="gaps (Table 5), correlations (Table 2) with intervals, horizons, precision",
+            reads=("name", "eval_dtype"),
+            inputs=_aggregate_inputs,
+            outputs={
+                "gaps_per_removal": "aggregate/gaps_per_removal.parquet",
+                "gaps": "aggregate/gaps.parquet",
+                "correlations": "aggregate/correlations.parquet",
+                "test_loss_changes": "aggregate/test_loss_changes.parquet",
+                "horizons": "aggregate/horizons.parquet",
+                "precision": "aggregate/precision.parquet",
+                "convergence": "aggregate/convergence.parquet",
+            },
+        ),
+        Step(
+            name="report",
+            function="tasks.report:report",
+            doc="report.md, figures, metrics.json and plot CSVs",
+            inputs=(
+                "gaps",
+                "correlations",
+                "test_loss_changes",
+                "horizons",
+                "precision",
+                "convergence",
+                "solver",
+            ),
+            outputs={
+                "figure1": "report/figure1_test_loss_scatter.png",
+                "figure4": "report/figure4_gaps.png",
+                "changes_csv": "report/test_loss_changes.csv",
+                "gaps_csv": "report/gaps.csv",
+                "metrics": "report/metrics.json",
+                "report_md": "report/report.md",
+            },
+            metrics=("metrics",),
+        ),
+    )
+}
+
+STEP_NAMES: tuple[str, ...] = tuple(STEPS)
+
+
+def producer(artifact: str) -> Step:
+    """The step that writes ``artifact``."""
+    for step in STEPS.values():
+        if artifact in step.outputs:
+            return step
+    raise KeyError(f"no step produces artifact {artifact!r}")
