@@ -11,7 +11,10 @@ correlation is skewed and median-biased, more so as ρ nears ±1 (the PBRF colum
 ignores both effects, while BCa corrects the median bias (z₀) and the skewness (acceleration a),
 is second-order accurate and, like the percentile interval, respects monotone transformations
 (it gives the same interval for r as for Fisher's z of r). Its extra cost is M jackknife
-recomputations. Its known weakness — an unstable z₀ when the estimate lies at the edge of the
+recomputations. The same holds for the mean of a gap over removals: gaps are non-negative
+distances whose spread across removals can exceed their mean, so the mean's bootstrap
+distribution is right-skewed at M = 20 and a symmetric or percentile interval is off on both
+sides. Its known weakness — an unstable z₀ when the estimate lies at the edge of the
 bootstrap distribution — is handled by clipping the proportion (see :func:`_bca_limits`).
 
 Everything is computed in float64 on the CPU; inputs may be numpy arrays, torch tensors or
