@@ -24,7 +24,9 @@ class LBFGSResult:
     value: Tensor  # (M,)
     grad_norm: Tensor  # (M,) ‖∇‖_∞ at the end
     iterations: Tensor  # (M,) iterations each model took
-    converged: Tensor  # (M,) bool
+    converged: Tensor  # (M,) bool: stopped before max_iter (tolerance or machine precision)
+    at_tolerance: Tensor  # (M,) bool: ‖∇‖∞ ≤ tol_grad
+    at_precision: Tensor  # (M,) bool: stopped because f could no longer decrease in floating point
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -43,7 +45,12 @@ def lbfgs_stacked(
     max_line_search: int = 50,
     progress: Callable[[int, Tensor], None] | None = None,
 ) -> LBFGSResult:
-    """Minimize M objectives; ``grad_and_value(θ)`` returns ``(∇, f)`` row-wise for ``θ (M, d)``."""
+    """Minimize M objectives; ``grad_and_value(θ)`` returns ``(∇, f)`` row-wise for ``θ (M, d)``.
+
+    A model stops at ``‖∇‖∞ ≤ tol_grad``, or when no Armijo step decreases its value any more
+    (the objective's floating-point resolution, typically ‖∇‖ ~ √ulp(f)), or at ``max_iter``;
+    ``converged`` is False only for the last case.
+    """
     theta = theta0.clone()
     m, d = theta.shape
     g, f = grad_and_value(theta)
@@ -108,4 +115,6 @@ def lbfgs_stacked(
         if progress is not None:
             progress(it, f)
     grad_norm = g.abs().amax(-1)
-    return LBFGSResult(theta, f, grad_norm, iterations, grad_norm <= tol_grad)
+    at_tol = grad_norm <= tol_grad
+    converged = ~active | at_tol
+    return LBFGSResult(theta, f, grad_norm, iterations, converged, at_tol, converged & ~at_tol)

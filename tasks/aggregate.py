@@ -181,7 +181,9 @@ def _correlation_row(pred: np.ndarray, actual: np.ndarray) -> dict:
         row[method], row[f"{method}_low"], row[f"{method}_high"] = ci.estimate, ci.low, ci.high
         if len(pred) >= 3:
             jk = jackknife_correlation(pred, actual, method=method)
-            row[f"{method}_jackknife_removal"] = jk.index if jk.index >= 0 else None
+            row[f"{method}_jackknife_removal"] = (
+                jk.most_influential if jk.most_influential >= 0 else None
+            )
             row[f"{method}_jackknife_change"] = jk.change
         else:
             row[f"{method}_jackknife_removal"] = None

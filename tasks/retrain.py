@@ -71,8 +71,9 @@ def retrain(ctx: StepContext) -> None:
     history = res.epoch_loss.detach().double().cpu()  # (E, m)
     m = len(rows)
     lbfgs = res.converged is not None
-    share = tail_decrease(history, TAIL) if not lbfgs else torch.full((m,), float("nan"))
-    falling = still_decreasing(history, TAIL, TAIL_THRESHOLD) if not lbfgs else torch.zeros(m)
+    judged = not lbfgs and history.shape[0] >= 2  # one epoch cannot show a trend
+    share = tail_decrease(history, TAIL) if judged else torch.full((m,), float("nan"))
+    falling = still_decreasing(history, TAIL, TAIL_THRESHOLD) if judged else torch.zeros(m)
     if lbfgs and not bool(res.converged.all()):
         bad = [rows[i] for i in (~res.converged.cpu()).nonzero().flatten().tolist()]
         ctx.warn(
