@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pbrf.config import DataConfig
+from pbrf.data.config import DataConfig
 from pbrf.data import BUNDLED_TASKS as TASKS
 from pbrf.data import Dataset, raw_arrays, split_dataset
 from tasks.artifacts import write_text
