@@ -6,20 +6,22 @@ round-trip form — so the bytes, and the md5 that ``data.dvc`` records, are the
 machine. :func:`load_dataset_from_dir` reads a CSV back and builds exactly the split of
 :func:`pbrf.data.load_dataset` (a test checks tensor equality for every data set).
 
-Both paths end in :func:`pbrf.data.split_dataset`, so the split is one implementation.
+Both paths end in :func:`pbrf.data.split_dataset`, so the split is one implementation. Data sets
+with files of their own (MNIST, UCI files, PTB, …; ``pbrf data fetch`` puts them in the same
+directory) are loaded from that directory by :func:`load_dataset_from_dir` as well.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pbrf.data.config import DataConfig
 from pbrf.data import BUNDLED_TASKS as TASKS
-from pbrf.data import Dataset, raw_arrays, split_dataset
+from pbrf.data import Dataset, MalformedDataError, get_spec, load_dataset, raw_arrays, split_dataset
+from pbrf.data.config import DataConfig
+from pbrf.data.tables import numeric, read_csv
 from tasks.artifacts import write_text
 
 
@@ -43,24 +45,29 @@ def _shortest(v: float) -> str:
 def read_raw(directory: Path | str, name: str) -> tuple[np.ndarray, np.ndarray, str]:
     """``(x, t, task)`` of ``directory/<name>.csv`` (as :func:`pbrf.data.raw_arrays` gives)."""
     if name not in TASKS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {list(TASKS)}")
+        raise ValueError(
+            f"only the bundled data sets {list(TASKS)} are exported as CSV, not {name!r}"
+        )
     path = Path(directory) / f"{name}.csv"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing; create it with `pbrf data export {directory}` (offline)"
         )
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    header, body = rows[0], np.array(rows[1:], dtype=object)
-    if header[-1] != "target":
-        raise ValueError(f"{path}: last column must be 'target', got {header[-1]!r}")
+    rows = read_csv(path)
+    header = rows[0]
+    if header[-1:] != ["target"]:
+        raise MalformedDataError(path, "last column must be 'target'", row=1, column=len(header))
     # Python's float() parses the shortest repr exactly, independent of the pandas version
-    values = np.vectorize(float, otypes=[np.float64])(body)
+    values = numeric(path, rows[1:], len(header), first_row=2)
     x, target = values[:, :-1], values[:, -1]
     task = TASKS[name]
     return x, (target.astype(np.int64) if task == "multiclass" else target), task
 
 
 def load_dataset_from_dir(cfg: DataConfig, directory: Path | str) -> Dataset:
+    """The split of ``cfg`` from ``directory``: a bundled set from its exported CSV, any other
+    set from its own files there (``directory`` takes the place of ``cfg.root``)."""
+    if not get_spec(cfg.name).bundled:
+        return load_dataset(cfg.model_copy(update={"root": str(directory)}))
     x, t, task = read_raw(directory, cfg.name)
     return split_dataset(x, t, task, cfg)

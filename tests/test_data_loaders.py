@@ -643,6 +643,27 @@ def test_csv_export_reads_back_identical_tensors_with_validation(tmp_path: Path)
     for f in ("x_train", "t_train", "x_val", "t_val", "x_test", "t_test"):
         assert torch.equal(getattr(ref, f), getattr(got, f)), f
     assert (ref.n_train, ref.n_val, ref.n_test) == (100, 71, 50)
+    csv = tmp_path / "diabetes.csv"
+    header = csv.read_text().split("\n")[0]
+    csv.write_text(header + "\n")
+    with pytest.raises(MalformedDataError, match="no data rows"):
+        datafiles.load_dataset_from_dir(cfg, tmp_path)
+    csv.write_text(header + "\n" + ",".join(["0.5"] * 10) + ",x\n")
+    with pytest.raises(MalformedDataError, match="row 2, column 11"):
+        datafiles.load_dataset_from_dir(cfg, tmp_path)
+
+
+def test_data_dir_loads_file_backed_sets_from_their_own_files(tmp_path: Path) -> None:
+    from tasks import datafiles
+
+    table = _table(30, 9, seed=7)
+    table[:, 8] = np.arange(30) % 3 == 0
+    write_pima(tmp_path / "pima-indians-diabetes.data.csv", table)
+    cfg = DataConfig(name="pima_diabetes", validation_fraction=0.2)
+    got = datafiles.load_dataset_from_dir(cfg, tmp_path)
+    ref = load_dataset(cfg.model_copy(update={"root": str(tmp_path)}))
+    for f in ("x_train", "t_train", "x_val", "t_val", "x_test", "t_test"):
+        assert torch.equal(getattr(ref, f), getattr(got, f)), f
 
 
 def test_gzip_is_not_a_loadable_idx(tmp_path: Path) -> None:
