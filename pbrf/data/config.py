@@ -20,7 +20,10 @@ A setting that would have no effect on the chosen data set must keep its default
 never carries a value that silently does nothing): ``test_fraction`` for sets with an
 official test split, ``validation_fraction`` and ``standardize`` for ``ptb`` (its validation
 split is ``ptb.valid.txt``; token ids are never standardized), ``seq_len`` for non-text sets.
-``root`` is accepted, and ignored, for the bundled sets.
+``root`` is accepted, and ignored, for the bundled sets. ``target="input"`` needs an image set
+and ``standardize=False`` (reconstruction inputs and targets stay in [0, 1]). The training
+split is reduced in the order ``fraction`` → ``validation_fraction`` → ``train_size``
+(:mod:`pbrf.data.sizes`); a setting that leaves a split empty is rejected here.
 """
 
 from __future__ import annotations
