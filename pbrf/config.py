@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pbrf.data.config import DataConfig
-from pbrf.data.registry import data_facts
 from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
 from pbrf.solvers.settings import LissaSettings, SolverSettings
 
@@ -232,7 +231,7 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
-        facts = data_facts(self.data)
+        facts = self.data.signature()
         self._check_model(facts)
         loss = self.loss_name(facts.default_loss)
         if facts.task not in LOSS_TASKS[loss]:
@@ -240,9 +239,10 @@ class StudyConfig(_Strict):
                 f"loss: {loss} does not fit data.name={self.data.name} (a {facts.task} task)"
             )
         need = self.select.num_removals * self.select.group_size
-        if need > facts.n_train:
+        n_train = self.data.n_train()
+        if need > n_train:
             raise ValueError(
-                f"select.num_removals × select.group_size = {need} exceeds the {facts.n_train} "
+                f"select.num_removals × select.group_size = {need} exceeds the {n_train} "
                 f"training examples of data.name={self.data.name}"
             )
         if self.retrain.shards > self.select.num_removals:
@@ -288,4 +288,4 @@ class StudyConfig(_Strict):
         """The output loss: ``loss`` unless ``auto``, else the data set's natural loss."""
         if self.loss != "auto":
             return self.loss
-        return default if default is not None else data_facts(self.data).default_loss
+        return default if default is not None else self.data.signature().default_loss

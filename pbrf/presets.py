@@ -114,9 +114,15 @@ def get_preset(name: str) -> Preset:
 
 
 def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``{"a.b.c": value}`` overrides applied (sections are created)."""
+    """A copy of ``base`` with ``{"a.b.c": value}`` overrides applied (sections are created).
+
+    Changing a section's ``name`` (``model.name``, ``train.optimizer.name``,
+    ``influence.solver.name``) starts that section afresh from the new choice's defaults: the
+    old choice's options would not apply to it. ``name`` overrides are applied first.
+    """
     out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
+    ordered = sorted(overrides.items(), key=lambda kv: not kv[0].endswith(".name"))
+    for key, value in ordered:
         path = [p for p in key.split(".") if p]
         if not path:
             raise ValueError(f"override {key!r} has an empty key")
@@ -128,6 +134,8 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
             if not isinstance(child, dict):
                 raise ValueError(f"override {key}: {part!r} is not a section")
             node = child
+        if path[-1] == "name" and len(path) > 1 and node.get("name") not in (None, value):
+            node.clear()
         node[path[-1]] = value
     return out
 

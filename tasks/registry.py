@@ -76,8 +76,10 @@ def lissa(cfg: Config) -> bool:
 
 def matched(cfg: Config) -> bool:
     """The PBRF's horizon is derived from LiSSA's (``retrain.pbrf.horizon: matched``)."""
-    return get_key(cfg, "retrain.pbrf.horizon") == "matched" and (
-        get_key(cfg, "train.optimizer.name") in ("sgd", "momentum")
+    return (
+        get_key(cfg, "retrain.pbrf.horizon") == "matched"
+        and get_key(cfg, "train.optimizer.name") in ("sgd", "momentum")
+        and lissa(cfg)
     )
 
 
@@ -122,7 +124,7 @@ def _retrain_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     base = ("dataset", "theta_s", "removed")
     if p["variant"] == "cold":
         base += ("theta0", "orders")
-    auto = get_key(cfg, "influence.solver.scale") == "auto"
+    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
     if p["variant"] in ("pbrf", "linearized_pbrf") and matched(cfg) and auto:
         base += ("spectrum",)
     return base

@@ -43,6 +43,8 @@ def load_data(ctx: StepContext, dtype: str | None = None) -> Dataset:
         cast(sd["t_test"]),
         meta["task"],
         int(meta["output_dim"]),
+        x_val=cast(sd["x_val"]),
+        t_val=cast(sd["t_val"]),
     )
 
 

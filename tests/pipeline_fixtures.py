@@ -1,36 +1,30 @@
-"""Tiny study configs shared by the pipeline tests (tests/test_pipeline_*.py)."""
+"""Small studies shared by the pipeline tests: the default preset's smoke scale, run node by node."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pbrf.config import StudyConfig
 from pbrf.presets import load_preset
-
-# digits, 100 training points, a 16-wide MLP, 3 epochs, 3 removals, LiSSA depth 20 full batch
-TINY: dict[str, Any] = {
-    "data.train_size": 100,
-    "model.options.width": 16,
-    "train.epochs": 3,
-    "retrain.num_removals": 3,
-    "retrain.pbrf_epochs": None,
-    "influence.depth": 20,
-    "influence.test_points": 10,
-}
+from tasks.plan import build_plan
+from tasks.runner import NodeResult, run_node, write_run_config
 
 
-def tiny_overrides(**extra: Any) -> dict[str, Any]:
-    """``TINY`` plus dotted-key overrides given with ``__`` for ``.`` (``train__lr=0.05``)."""
-    return {**TINY, **{k.replace("__", "."): v for k, v in extra.items()}}
+def smoke_config(**overrides: Any) -> StudyConfig:
+    """``digits-mlp`` at its smoke scale (100 training points, 16-wide MLP, 3 epochs, M = 3),
+    with ``section__key=value`` overrides (``__`` for ``.``)."""
+    return load_preset(
+        "digits-mlp", {k.replace("__", "."): v for k, v in overrides.items()}, "smoke"
+    )
 
 
-def tiny_config(**extra: Any) -> StudyConfig:
-    return load_preset("digits-mlp", tiny_overrides(**extra))
+def run_study(root: Path, cfg: StudyConfig, *, force: bool = False) -> dict[str, NodeResult]:
+    """Run (or reuse) every node of ``cfg``'s plan in ``root``, in order, without Prefect."""
+    plan = build_plan(cfg.model_dump(mode="json"))
+    write_run_config(root, cfg)
+    return {n.id: run_node(root, cfg, n.id, plan=plan, force=force) for n in plan}
 
 
-def tiny_set_args(**extra: Any) -> list[str]:
-    """The same overrides as ``--set key=value`` CLI arguments."""
-    args: list[str] = []
-    for key, value in tiny_overrides(**extra).items():
-        args += ["--set", f"{key}={'null' if value is None else value}"]
-    return args
+def states(results: dict[str, NodeResult]) -> dict[str, str]:
+    return {k: r.state for k, r in results.items()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pbrf.config import DataConfig
 from pbrf.data import load_dataset
+from pbrf.data.config import DataConfig
 from pbrf.models import build_model
 from pbrf.params import ParamSpec, flat_params, load_flat_
 

@@ -7,7 +7,7 @@ import torch
 from tiny_problems import DTYPE, tiny_problem
 from torch.func import grad, hessian
 
-from pbrf.config import RetrainConfig, TrainConfig
+from pbrf.config import TrainConfig
 from pbrf.curvature import dense_gnh
 from pbrf.influence import influence_parameters, removal_gradients
 from pbrf.losses import LOSSES
@@ -18,7 +18,7 @@ from pbrf.objectives import (
     pbrf_objective,
     removal_weights,
 )
-from pbrf.responses import BaseRun, retrain
+from pbrf.responses import BaseRun, Schedule, retrain
 from pbrf.solvers import exact_solve
 
 ATOL = 1e-11
@@ -36,11 +36,12 @@ def test_pbrf_gradient_vanishes_at_theta_s_for_zero_epsilon(loss):
     problem, theta_s, x, t = tiny_problem(loss, weight_decay=WD)
     batch = _full_batch(problem, theta_s, x, t)
     rx, rt = x[:2], t[:2]
-    g = grad(lambda th: pbrf_objective(problem, th, batch, rx, rt, theta_s, 0.0, DAMPING))(theta_s)
+    zero = torch.zeros_like(theta_s)  # the objectives take the displacement δ = θ − θˢ
+    g = grad(lambda d: pbrf_objective(problem, d, batch, rx, rt, theta_s, 0.0, DAMPING))(zero)
     assert g.abs().max() < ATOL
     # with ε > 0 the gradient at θˢ is exactly −ε Σ ∇ℓ_z(θˢ): the push that removes z
     eps = 1.0 / x.shape[0]
-    g = grad(lambda th: pbrf_objective(problem, th, batch, rx, rt, theta_s, eps, DAMPING))(theta_s)
+    g = grad(lambda d: pbrf_objective(problem, d, batch, rx, rt, theta_s, eps, DAMPING))(zero)
     gz = removal_gradients(problem, theta_s, rx[None], rt[None])[0]
     torch.testing.assert_close(g, -eps * gz, rtol=1e-10, atol=ATOL)
 
@@ -50,8 +51,8 @@ def test_pbrf_hessian_at_theta_s_is_damped_gnh(loss):
     """At θˢ the Bregman term's output gradient vanishes, so ∇²(PBRF) = G + λI exactly."""
     problem, theta_s, x, t = tiny_problem(loss, weight_decay=WD, n=10, width=4)
     batch = _full_batch(problem, theta_s, x, t)
-    h = hessian(lambda th: pbrf_objective(problem, th, batch, x[:0], t[:0], theta_s, 0.0, DAMPING))(
-        theta_s
+    h = hessian(lambda d: pbrf_objective(problem, d, batch, x[:0], t[:0], theta_s, 0.0, DAMPING))(
+        torch.zeros_like(theta_s)
     )
     expected = dense_gnh(problem, theta_s, x, t) + DAMPING * torch.eye(theta_s.numel(), dtype=DTYPE)
     torch.testing.assert_close(h, expected, rtol=1e-9, atol=1e-11)
@@ -70,14 +71,13 @@ def test_linearized_pbrf_is_the_damped_gnh_quadratic(loss):
     g_mat = dense_gnh(problem, theta_s, x, t) + DAMPING * torch.eye(theta_s.numel(), dtype=DTYPE)
     gz = removal_gradients(problem, theta_s, rx[None], rt[None])[0]
 
-    def obj(th):
-        return linearized_pbrf_objective(problem, th, batch, rx, rt, theta_s, eps, DAMPING)
+    def obj(d):
+        return linearized_pbrf_objective(problem, d, batch, rx, rt, theta_s, eps, DAMPING)
 
-    theta = theta_s + delta
     torch.testing.assert_close(
-        obj(theta), 0.5 * delta @ g_mat @ delta - eps * gz @ delta, rtol=1e-10, atol=ATOL
+        obj(delta), 0.5 * delta @ g_mat @ delta - eps * gz @ delta, rtol=1e-10, atol=ATOL
     )
-    torch.testing.assert_close(grad(obj)(theta), g_mat @ delta - eps * gz, rtol=1e-10, atol=ATOL)
+    torch.testing.assert_close(grad(obj)(delta), g_mat @ delta - eps * gz, rtol=1e-10, atol=ATOL)
 
 
 def test_masked_downweighted_cost_is_deleted_cost_up_to_constant():
@@ -111,7 +111,7 @@ def test_linearized_pbrf_optimum_equals_exact_influence(loss, group):
     n = x.shape[0]
     removed = torch.arange(4 * group).reshape(4, group)
     base = BaseRun(theta_s, theta_s, torch.empty(0, n, dtype=torch.long), torch.empty(0))
-    train = TrainConfig(optimizer="lbfgs", epochs=300, lbfgs_tol=1e-11)
+    train = TrainConfig(optimizer={"name": "lbfgs", "tol": 1e-11}, epochs=300, batch_size=None)
     res = retrain(
         "linearized_pbrf",
         problem,
@@ -120,8 +120,8 @@ def test_linearized_pbrf_optimum_equals_exact_influence(loss, group):
         t,
         removed,
         train=train,
-        retrain=RetrainConfig(num_removals=4),
         damping=DAMPING,
+        schedule=Schedule(300, 1.0),
     )
     gz = removal_gradients(problem, theta_s, x[removed], t[removed])
     exact = influence_parameters(
@@ -130,7 +130,7 @@ def test_linearized_pbrf_optimum_equals_exact_influence(loss, group):
     # L-BFGS stops at ‖∇‖∞ ≤ 1e-11; with λ_min(G + λI) ≥ λ + w = 0.03 that leaves
     # ‖θ − θ*‖ ≲ √d·1e-11/0.03 ≈ 3e-9 against responses ε‖q_z‖ of order 1e-2.
     move = (exact - theta_s).norm(dim=-1)
-    assert ((res.theta - exact).norm(dim=-1) <= 1e-6 * move).all()
+    assert ((theta_s + res.delta - exact).norm(dim=-1) <= 1e-6 * move).all()
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "squared_error"])
@@ -140,15 +140,14 @@ def test_linearization_error_is_second_order_in_epsilon(loss):
     n = x.shape[0]
     removed = torch.arange(3)[:, None]
     base = BaseRun(theta_s, theta_s, torch.empty(0, n, dtype=torch.long), torch.empty(0))
-    train = TrainConfig(optimizer="lbfgs", epochs=300, lbfgs_tol=1e-12)
-    cfg = RetrainConfig(num_removals=3)
+    train = TrainConfig(optimizer={"name": "lbfgs", "tol": 1e-12}, epochs=300, batch_size=None)
     errors, moves = [], []
     for eps in (2e-3, 1e-3):
-        kw = dict(train=train, retrain=cfg, damping=DAMPING, epsilon=eps)
-        lin = retrain("linearized_pbrf", problem, base, x, t, removed, **kw).theta
-        pbrf = retrain("pbrf", problem, base, x, t, removed, **kw).theta
+        kw = dict(train=train, damping=DAMPING, epsilon=eps, schedule=Schedule(300, 1.0))
+        lin = retrain("linearized_pbrf", problem, base, x, t, removed, **kw).delta
+        pbrf = retrain("pbrf", problem, base, x, t, removed, **kw).delta
         errors.append((pbrf - lin).norm(dim=-1))
-        moves.append((lin - theta_s).norm(dim=-1))
+        moves.append(lin.norm(dim=-1))
     assert (errors[0] < 0.1 * moves[0]).all()
     ratio = errors[1] / errors[0]  # halving ε quarters the error
     assert ((ratio > 0.2) & (ratio < 0.3)).all(), ratio

@@ -6,6 +6,7 @@ import sys
 import traceback
 
 EXIT_RUNTIME, EXIT_CONFIG = 1, 2
+UNIONS = frozenset({"model", "optimizer", "solver"})  # fields holding a discriminated union
 
 
 class ConfigError(ValueError):
@@ -19,12 +20,10 @@ class RuntimeFailure(RuntimeError):
 def _validation_message(exc) -> str:
     parts = []
     for e in exc.errors():
-        loc = ".".join(
-            str(x)
-            for x in e.get("loc", ())
-            if not str(x).startswith("function-")
-            and str(x) not in ("sgd", "momentum", "adam", "lbfgs")
-        )
+        raw = [str(x) for x in e.get("loc", ()) if not str(x).startswith("function-")]
+        # drop the tag a discriminated union adds after its field: model.mlp.width → model.width
+        keep = [x for i, x in enumerate(raw) if i == 0 or raw[i - 1] not in UNIONS]
+        loc = ".".join(keep)
         msg = str(e.get("msg", "")).removeprefix("Value error, ")
         got = (
             f" (got {e['input']!r})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -20,6 +20,13 @@ class LissaSettings(_Strict):
     batch_size: int | None = Field(None, ge=1, description="minibatch; None = full data")
     power_iters: int = Field(30, ge=1, description="power iterations for scale='auto'")
     seed: int = Field(0, description="minibatch sampling seed")
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and not v > 0:
+            raise ValueError(f"must be > 0 or 'auto', got {v}")
+        return v
 
 
 class CGSettings(_Strict):

@@ -1,0 +1,128 @@
+"""One registry: every derived fact — nodes, stamps, edges, code closures, dvc.yaml — follows it."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from pipeline_fixtures import smoke_config
+
+from pbrf.presets import PRESETS, load_preset
+from tasks.codehash import ROOT, code_files
+from tasks.dvcgen import dvc_yaml
+from tasks.plan import build_plan
+from tasks.registry import STEPS, producer
+from tasks.runner import step_function
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _plan(cfg):
+    return build_plan(cfg.model_dump(mode="json"))
+
+
+def _changed(a, b) -> set[str]:
+    pa, pb = _plan(a), _plan(b)
+    assert list(pa.nodes) == list(pb.nodes)
+    return {n for n in pa.nodes if pa[n].stamp != pb[n].stamp}
+
+
+def test_every_step_is_a_function_of_its_context_and_every_input_has_a_producer():
+    outputs: dict[str, str] = {}
+    for step in STEPS.values():
+        fn = step_function(step.name)
+        assert list(inspect.signature(fn).parameters) == ["ctx"], step.name
+        for name in step.outputs:
+            assert name not in outputs, f"{name} produced by {outputs.get(name)} and {step.name}"
+            outputs[name] = step.name
+    for step in STEPS.values():
+        inputs = step.inputs if not callable(step.inputs) else ()
+        for artifact in inputs:
+            assert producer(artifact).name != step.name
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_plans_a_connected_dag(name):
+    plan = _plan(load_preset(name, scale="smoke"))
+    seen: set[str] = set()
+    for node in plan:
+        assert set(node.upstream) <= seen, f"{node.id} waits for a later node"
+        seen.add(node.id)
+    assert plan.of_step("report") and plan.of_step("aggregate")
+
+
+def test_edges_are_exactly_the_producers_of_each_nodes_inputs():
+    plan = _plan(smoke_config())
+    for node in plan:
+        producers = {key.split("[", 1)[1][:-1] for key in node.inputs}
+        assert set(node.upstream) == producers, node.id
+    up = {n.id: set(n.upstream) for n in plan}
+    assert "curvature" in up["retrain-pbrf"] and "curvature" in up["influence"]
+    assert "curvature" not in up["retrain-warm"] and "curvature" not in up["retrain-pbrf_paper"]
+    assert up["report"] == {"aggregate", "influence"}
+
+
+def test_damping_restamps_only_the_nodes_that_read_it():
+    changed = _changed(smoke_config(), smoke_config(damping=0.01))
+    assert changed == {
+        "retrain-proximal",
+        "retrain-pbrf",
+        "retrain-linearized_pbrf",
+        "retrain-pbrf_paper",
+        "influence",
+        "aggregate",
+        "report",
+    }
+
+
+def test_solver_seed_does_not_reselect_test_points_and_names_reach_only_the_tables():
+    changed = _changed(smoke_config(), smoke_config(influence__solver__seed=7))
+    assert changed == {"influence", "aggregate", "report"}
+    assert _changed(smoke_config(), smoke_config(name="renamed")) == {"aggregate", "report"}
+    changed = _changed(smoke_config(), smoke_config(select__seed=3))
+    assert "select" in changed and "train_base" not in changed and "curvature" not in changed
+
+
+def test_lissa_depth_moves_the_matched_pbrf_but_not_the_paper_setting():
+    changed = _changed(smoke_config(), smoke_config(influence__solver__depth=40))
+    assert {"retrain-pbrf", "retrain-linearized_pbrf", "influence"} <= changed
+    assert "retrain-pbrf_paper" not in changed and "retrain-cold" not in changed
+
+
+def test_code_closures_are_per_step():
+    rel = lambda fn: {p.relative_to(ROOT).as_posix() for p in code_files(fn)}  # noqa: E731
+    report = rel(STEPS["report"].function)
+    retrain = rel(STEPS["retrain"].function)
+    assert "tasks/report.py" in report and "pbrf/objectives.py" not in report
+    assert {"tasks/retrain.py", "pbrf/objectives.py", "pbrf/trainer.py"} <= retrain
+    assert "tasks/report.py" not in retrain
+
+
+def test_committed_dvc_yaml_is_generated_from_the_registry_and_params_yaml():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    from pbrf.config import StudyConfig
+
+    expected = dvc_yaml(StudyConfig.model_validate(params))
+    assert (REPO / "dvc.yaml").read_text() == expected, "run `pbrf dvc` to regenerate dvc.yaml"
+
+
+def test_dvc_stage_edges_equal_the_plan_edges():
+    """The DAG DVC sees (a stage depends on the stages whose outs it lists) is the plan's."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    from pbrf.config import StudyConfig
+
+    cfg = StudyConfig.model_validate(params)
+    stages = yaml.safe_load(dvc_yaml(cfg))["stages"]
+    owner = {}
+    for name, stage in stages.items():
+        for out in stage["outs"]:
+            owner[out] = name
+        for metric in stage.get("metrics", []):
+            owner[next(iter(metric))] = name
+    plan = _plan(cfg)
+    for name, stage in stages.items():
+        upstream = {owner[d] for d in stage["deps"] if d in owner}
+        assert upstream == set(plan[name].upstream), name
+        assert stage.get("params", []) == list(plan[name].reads), name
