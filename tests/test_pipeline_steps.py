@@ -119,7 +119,7 @@ def test_gaps_are_mean_output_distances_recomputed_by_a_loop(run):
         with torch.no_grad():
             return model(x)
 
-    for gap, a, b in (("warm_start", "cold", "warm"), ("non_convergence", "proximal", "pbrf")):
+    for gap, a, b in (("warm_start", "cold", "warm"), ("non_convergence", "proximal", "pbrf")):  # noqa: B007 - used in query()
         da, db = _delta(root, a), _delta(root, b)
         for m in range(da.shape[0]):
             expected = float((outputs(da[m]) - outputs(db[m])).norm(dim=1).mean())
