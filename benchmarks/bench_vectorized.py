@@ -165,7 +165,7 @@ def vectorized_retrains(
     m = removed.shape[0]
     res = train_stacked(
         objective,
-        theta_s[None].expand(m, -1).clone(),
+        torch.zeros(m, theta_s.numel(), dtype=theta_s.dtype, device=theta_s.device),
         x,
         t,
         orders,
@@ -175,7 +175,7 @@ def vectorized_retrains(
         mask_removed=True,
         label="benchmark retraining",
     )
-    return res.theta
+    return theta_s[None] + res.theta  # the objective's variable is the displacement from θˢ
 
 
 def phase_breakdown(
@@ -195,7 +195,7 @@ def phase_breakdown(
     device = x.device
     n = x.shape[0]
     eps = 1.0 / n
-    theta = theta_s[None].expand(removed.shape[0], -1).clone()
+    theta = torch.zeros(removed.shape[0], theta_s.numel(), dtype=theta_s.dtype, device=device)
     removed = removed.to(device)
     rx, rt = x[removed], t[removed]
     opt = FirstOrderOptimizer("sgd")
@@ -229,7 +229,7 @@ def phase_breakdown(
             for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[name] += dt
         bool(torch.isfinite(total).all())  # the per-epoch finiteness check of train_stacked
-    return phases, theta
+    return phases, theta_s[None] + theta
 
 
 def profile_top_ops(fn: Callable[[], object], device: torch.device, top: int) -> list[str]:
@@ -360,7 +360,7 @@ def base_parameters(
     objective, _, _ = variant_objective("cold", problem, theta0, 0.0, 0.0)
     res = train_stacked(
         objective,
-        theta0[None],
+        torch.zeros(1, theta0.numel(), dtype=theta0.dtype, device=theta0.device),
         x,
         t,
         list(epoch_orders(x.shape[0], SEED, range(epochs))),
@@ -369,7 +369,7 @@ def base_parameters(
         epsilon=0.0,
         label="benchmark base training",
     )
-    return res.theta[0]
+    return theta0 + res.theta[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class Response:
     lr: float | None  # learning rate (None for L-BFGS)
     converged: Tensor | None = None  # (M,) bool, L-BFGS only
     grad_norm: Tensor | None = None  # (M,) final ‖∇‖_∞, L-BFGS only
+    # (3, M) the objective over a fixed pass of batches at the start, after 90 % of the epochs
+    # run from θˢ (cold: of the epochs after the K replayed ones) and at the end; SGD/Adam only
+    checkpoints: Tensor | None = None
+    checkpoint_epochs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -361,6 +365,8 @@ def retrain(
     else:
         orders, first = cont, k
     settings = sgd_settings(train, schedule.lr_factor)
+    done = len(orders) - extra  # epochs before the ones run from θˢ (cold: the K replayed)
+    monitor = (done, done + (9 * extra) // 10, done + extra)
     res: TrainResult = train_stacked(
         objective,
         delta0,
@@ -375,8 +381,17 @@ def retrain(
         first_epoch=first,
         label=label,
         progress=progress,
+        monitor=monitor,
     )
-    return Response(relative_to_theta_s(res.theta), res.epoch_loss, len(orders), settings.lr)
+    checkpoints = torch.stack([res.monitored[c] for c in monitor])
+    return Response(
+        relative_to_theta_s(res.theta),
+        res.epoch_loss,
+        len(orders),
+        settings.lr,
+        checkpoints=checkpoints,
+        checkpoint_epochs=monitor,
+    )
 
 
 def total_epochs(train: TrainConfig, schedule: Schedule, variant: str) -> int:

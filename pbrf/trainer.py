@@ -9,7 +9,7 @@ A run with M = 1 executes the same code, so M stacked models equal M separate ru
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -63,6 +63,8 @@ class SGDSettings:
 class TrainResult:
     theta: Tensor  # (M, d) final parameters
     epoch_loss: Tensor  # (epochs, M) mean objective per epoch, as seen during the epoch
+    # completed epochs → (M,) objective over one full epoch of batches at fixed parameters
+    monitored: dict[int, Tensor] = field(default_factory=dict)
 
 
 def check_finite(values: Tensor, *, label: str, epoch: int, lr: float | None) -> None:
@@ -90,6 +92,7 @@ def train_stacked(
     first_epoch: int = 0,
     label: str = "training",
     progress: Progress | None = None,
+    monitor: Sequence[int] = (),
 ) -> TrainResult:
     """Train M models from ``theta0`` ``(M, d)`` over the epochs in ``orders``.
 
@@ -101,6 +104,11 @@ def train_stacked(
     ``1 − Nε`` on removed examples (Eq. 2); otherwise all weights are 1 and the objective handles
     the removal itself (the PBRF objectives). ``prepare`` adds shared per-batch context (e.g.
     ``f(θˢ, x)``). ``first_epoch`` offsets the epoch numbers used by the learning-rate schedule.
+
+    ``monitor`` lists numbers of completed epochs (0 = before training) after which the objective
+    is evaluated at the current parameters over one fixed pass of batches (the first epoch's
+    order, no update): unlike the running epoch means, these values compare like with like, so
+    they tell whether the objective is still falling.
     """
     n = x.shape[0]
     theta = theta0.clone()
@@ -110,12 +118,9 @@ def train_stacked(
         settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps
     )
     step = vmap(grad_and_value(objective), in_dims=(0, None, 0, 0, 0))
-    history = []
-    for e, order in enumerate(orders):
-        epoch = first_epoch + e
-        lr = step_lr(settings.lr, epoch, settings.lr_milestones, settings.lr_gamma)
-        total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
-        steps = 0
+    value = vmap(objective, in_dims=(0, None, 0, 0, 0))
+
+    def batches(order: Tensor):
         for idx in batches_of(order, settings.batch_size):
             idx = idx.to(x.device)
             batch = Batch(x[idx], t[idx], int(idx.numel()))
@@ -125,6 +130,23 @@ def train_stacked(
                 w = removal_weights(idx, removed, n, epsilon).to(theta.dtype)
             else:
                 w = torch.ones(theta.shape[0], idx.numel(), dtype=theta.dtype, device=theta.device)
+            yield batch, w
+
+    def full_objective(params: Tensor) -> Tensor:
+        with torch.no_grad():
+            vals = [value(params, b, w, removed_x, removed_t) for b, w in batches(orders[0])]
+        return torch.stack(vals).mean(0)
+
+    monitored: dict[int, Tensor] = {}
+    if 0 in monitor and orders:
+        monitored[0] = full_objective(theta)
+    history = []
+    for e, order in enumerate(orders):
+        epoch = first_epoch + e
+        lr = step_lr(settings.lr, epoch, settings.lr_milestones, settings.lr_gamma)
+        total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        steps = 0
+        for batch, w in batches(order):
             grads, values = step(theta, batch, w, removed_x, removed_t)
             theta = opt.step(theta, grads, lr)
             total += values.detach()
@@ -132,7 +154,9 @@ def train_stacked(
         mean = total / steps
         check_finite(mean, label=label, epoch=epoch, lr=lr)
         history.append(mean)
+        if e + 1 in monitor:
+            monitored[e + 1] = full_objective(theta)
         if progress is not None:
             progress(epoch, mean)
     epoch_loss = torch.stack(history) if history else torch.empty(0, theta.shape[0])
-    return TrainResult(theta=theta, epoch_loss=epoch_loss)
+    return TrainResult(theta=theta, epoch_loss=epoch_loss, monitored=monitored)

@@ -71,9 +71,15 @@ def retrain(ctx: StepContext) -> None:
     history = res.epoch_loss.detach().double().cpu()  # (E, m)
     m = len(rows)
     lbfgs = res.converged is not None
-    judged = not lbfgs and history.shape[0] >= 2  # one epoch cannot show a trend
-    share = tail_decrease(history, TAIL) if judged else torch.full((m,), float("nan"))
-    falling = still_decreasing(history, TAIL, TAIL_THRESHOLD) if judged else torch.zeros(m)
+    # the objective at the start, after 90 % of the epochs and at the end, each over the same
+    # fixed pass of batches: the share of the decrease made in the last 10 % of the run
+    points = res.checkpoints
+    judged = points is not None and res.checkpoint_epochs[1] > res.checkpoint_epochs[0]
+    if judged:
+        share = tail_decrease(points.double().cpu(), TAIL)
+        falling = still_decreasing(points.double().cpu(), TAIL, TAIL_THRESHOLD)
+    else:
+        share, falling = torch.full((m,), float("nan")), torch.zeros(m, dtype=torch.bool)
     if lbfgs and not bool(res.converged.all()):
         bad = [rows[i] for i in (~res.converged.cpu()).nonzero().flatten().tolist()]
         ctx.warn(

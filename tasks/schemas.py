@@ -77,7 +77,12 @@ VARIANT_REMOVALS = _t(
     ("epochs", _i64, "epochs run (cold: K + K/2; L-BFGS: the iteration cap)"),
     ("lr", _f64, "learning rate (null for L-BFGS)"),
     ("final_objective", _f64, "the variant's mean objective in its last epoch (or L-BFGS value)"),
-    ("tail_decrease", _f64, "share of the objective's total decrease in the last 10 % of epochs"),
+    (
+        "tail_decrease",
+        _f64,
+        "share of the objective's decrease from θˢ made in the last 10 % of the epochs, from the "
+        "objective over one fixed pass of batches at the start, at 90 % and at the end",
+    ),
     ("still_decreasing", _bool, "tail_decrease > 5 %: the objective was still falling"),
     ("converged", _bool, "L-BFGS reached its gradient tolerance (null for SGD/Adam)"),
     ("grad_norm", _f64, "L-BFGS final ‖∇‖∞ (null for SGD/Adam)"),

@@ -450,3 +450,34 @@ def test_horizons_and_schedules_follow_the_config():
         {"train": {"optimizer": "adam"}, "retrain": {"pbrf": {"horizon": "explicit"}}}
     )
     assert schedule_horizon(adam, Schedule(5, 1.0), 100) is None
+
+
+def test_monitored_objective_is_exact_at_the_start_and_shows_whether_training_settled(setup):
+    """The fixed-pass objective at δ = 0 is −ε Σ ℓ_z(θˢ) for the PBRF (Bregman and proximal
+    terms vanish); a long, well-damped run settles, a short one is still falling."""
+    from pbrf.convergence import still_decreasing
+
+    problem, theta0, x, t = setup
+    train = _sgd(lr=0.2, epochs=2, batch_size=None)
+    base = BaseRun(theta0, theta0, torch.empty(0, N, dtype=torch.long), torch.empty(0))
+    removed = torch.tensor([[4], [8]])
+
+    def run(epochs: int):
+        return retrain(
+            "pbrf",
+            problem,
+            base,
+            x,
+            t,
+            removed,
+            train=train,
+            damping=0.5,
+            schedule=Schedule(epochs, 1.0),
+        )
+
+    short, long = run(5), run(400)
+    z_loss = problem.example_losses(theta0, x[removed[:, 0]], t[removed[:, 0]])
+    torch.testing.assert_close(short.checkpoints[0], -z_loss / N, rtol=1e-12, atol=1e-15)
+    assert short.checkpoint_epochs == (0, 4, 5) and long.checkpoint_epochs == (0, 360, 400)
+    assert bool(still_decreasing(short.checkpoints).all())
+    assert not bool(still_decreasing(long.checkpoints).any())

@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(rp)
     rp.set_defaults(func=_lazy("flows.cli.report", "cmd_report"))
 
+    rd = sub.add_parser("readme", help="write a run's results into README.md (or --check them)")
+    rd.add_argument("run", help="finished run directory, e.g. runs/digits-mlp")
+    rd.add_argument("--file", default="README.md", help="Markdown file holding the block")
+    rd.add_argument("--name", help="block name (default: the run's experiment name)")
+    rd.add_argument(
+        "--check", action="store_true", help="exit 1 unless the run reproduces every stated number"
+    )
+    _add_debug(rd)
+    rd.set_defaults(func=_lazy("flows.cli.readme", "cmd_readme"))
+
     st = sub.add_parser("step", help="run one node without Prefect (what dvc.yaml calls)")
     st.add_argument("node", help="node id, e.g. prepare, retrain-pbrf (see `pbrf plan`)")
     st.add_argument("--params", default="params.yaml", help="full config YAML (params.yaml)")
