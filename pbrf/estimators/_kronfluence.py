@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -228,15 +229,18 @@ def fit_preconditioner(
     )
     data = torch.utils.data.TensorDataset(inputs.x_train, inputs.t_train)
     loader = torch.utils.data.DataLoader(data, batch_size=settings.batch_size, shuffle=False)
-    _, cov = fit_covariance_matrices_with_loader(
-        model, state, task, loader, factor_args, disable_tqdm=True
-    )
-    factors = perform_eigendecomposition(cov, model, state, factor_args, disable_tqdm=True)
-    if strategy == "ekfac":
-        _, lam = fit_lambda_matrices_with_loader(
-            model, state, task, loader, factor_args, eigen_factors=factors, disable_tqdm=True
+    with warnings.catch_warnings():
+        # kronfluence builds a disabled torch.cuda.amp.GradScaler, deprecated in torch ≥ 2.4
+        warnings.filterwarnings("ignore", r".*GradScaler", FutureWarning)
+        _, cov = fit_covariance_matrices_with_loader(
+            model, state, task, loader, factor_args, disable_tqdm=True
         )
-        factors = {**factors, **lam}
+        factors = perform_eigendecomposition(cov, model, state, factor_args, disable_tqdm=True)
+        if strategy == "ekfac":
+            _, lam = fit_lambda_matrices_with_loader(
+                model, state, task, loader, factor_args, eigen_factors=factors, disable_tqdm=True
+            )
+            factors = {**factors, **lam}
     for factor_name, per_module in factors.items():
         set_factors(model, factor_name, per_module)
     isotropic = inputs.damping + problem.weight_decay
