@@ -269,3 +269,31 @@ def test_tracin_is_the_first_order_effect_of_removing_the_example_from_sgd(
     est = get_estimator("tracin")(tracin_inputs)
     close(est.predicted_change, np.array(first_order))
     assert est.param_response is None
+
+
+# --- solver-backed estimators (need the solver-API branch) --------------------------------------
+
+# Relative accuracy each solver reaches on the tiny MLP (eigenvalues of G in [0.01, 0.65],
+# λ = 0.05): the exact solve to rounding; CG at tol 1e-12 to ≈ 1e-12 · cond; LiSSA contracts
+# the error by (1 − (μ_min + λ)/σ)^T with σ = 1.5 (λ_max + λ) ≈ 1.06, i.e. 0.943^400 ≈ 1e-10.
+SOLVER_CASES = {
+    "exact": ({}, RTOL),
+    "cg": ({"max_iter": 500, "tol": 1e-12}, 1e-7),
+    "lissa": ({"depth": 400, "repeats": 1, "batch_size": None}, 1e-6),
+}
+
+
+@needs_solver_merge
+@pytest.mark.parametrize("name", SOLVER_CASES)
+def test_solver_backed_estimators_equal_the_dense_damped_solve(name):
+    kw, rtol = SOLVER_CASES[name]
+    inputs, g = mlp_inputs()
+    entry = get_estimator(name)
+    est = entry(inputs, entry.settings(**kw))
+    ref = dense_reference(inputs, g, inputs.damping)
+    for got, key in [(est.param_response, "delta"), (est.predicted_change, "change")]:
+        err = np.linalg.norm(got.numpy() - ref[key]) / np.linalg.norm(ref[key])
+        assert err <= rtol, f"{key}: relative error {err:.2e}"
+    err = np.abs(est.self_influence.numpy() / ref["self"] - 1).max()  # self-influence > 0
+    assert err <= rtol, f"self-influence: relative error {err:.2e}"
+    assert est.info["solver"] == name and est.info["converged"]
