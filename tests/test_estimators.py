@@ -15,7 +15,7 @@ from estimator_problems import DTYPE, dense_reference, linear_problem, make_inpu
 from pydantic import ValidationError
 from tiny_problems import tiny_problem
 
-from pbrf.curvature import dense_gnh
+from pbrf.curvature import dense_gnh, dense_hessian
 from pbrf.estimators import (
     ESTIMATOR_NAMES,
     Checkpoint,
@@ -49,12 +49,16 @@ def close(actual: torch.Tensor, expected: np.ndarray) -> None:
     np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=RTOL, atol=ATOL)
 
 
-def mlp_inputs(loss: str = "cross_entropy", weight_decay: float = 0.01, damping: float = 0.05):
-    """Tiny tanh MLP (d = 57), 20 training rows, 4 test rows, 3 removal sets of 2."""
-    problem, theta, x, t = tiny_problem(loss, weight_decay=weight_decay)
+def mlp_inputs(curvature: str = "gnh", damping: float = 0.05):
+    """Tiny tanh MLP (d = 57, w = 0.01, softmax), 20 training rows, 4 test rows, 3 removal sets
+    of 2, and its dense curvature (GNH, or the Hessian, which is indefinite here)."""
+    problem, theta, x, t = tiny_problem("cross_entropy", weight_decay=0.01)
     removed = torch.tensor([[0, 1], [5, 9], [13, 2]])
-    inputs = make_inputs(problem, theta, x, t, n_train=20, removed=removed, damping=damping)
-    return inputs, dense_gnh(problem, theta, inputs.x_train, inputs.t_train).numpy()
+    inputs = make_inputs(
+        problem, theta, x, t, n_train=20, removed=removed, damping=damping, curvature=curvature
+    )
+    dense = dense_gnh if curvature == "gnh" else dense_hessian
+    return inputs, dense(problem, theta, inputs.x_train, inputs.t_train).numpy()
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -132,9 +136,11 @@ def test_grad_cos_is_the_cosine_of_test_and_removal_gradients(reduction):
 # --- Arnoldi ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("remainder", ["drop", "damping"])
-def test_arnoldi_with_rank_d_equals_the_exact_damped_solve(remainder):
-    inputs, g = mlp_inputs()
+@pytest.mark.parametrize(
+    ("remainder", "curvature"), [("drop", "gnh"), ("damping", "gnh"), ("drop", "hessian")]
+)
+def test_arnoldi_with_rank_d_equals_the_exact_damped_solve(remainder, curvature):
+    inputs, g = mlp_inputs(curvature)
     d = g.shape[0]
     settings = get_estimator("arnoldi").settings(rank=d, iterations=d, remainder=remainder)
     est = get_estimator("arnoldi")(inputs, settings)
@@ -173,9 +179,11 @@ def test_arnoldi_damping_remainder_is_exact_when_the_curvature_has_rank_r():
 # --- TRAK -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", [0, 7])
-def test_trak_with_an_orthogonal_projection_of_dim_at_least_d_equals_the_exact_solve(extra):
-    inputs, g = mlp_inputs()
+@pytest.mark.parametrize(("extra", "curvature"), [(0, "gnh"), (7, "gnh"), (0, "hessian")])
+def test_trak_with_an_orthogonal_projection_of_dim_at_least_d_equals_the_exact_solve(
+    extra, curvature
+):
+    inputs, g = mlp_inputs(curvature)
     settings = get_estimator("trak").settings(
         dim=g.shape[0] + extra, projection="orthogonal", block=16
     )

@@ -4,21 +4,32 @@ CUDA: ``torch.cuda.max_memory_allocated`` above the allocation at the start. CPU
 resident set size sampled every ``interval`` seconds from ``/proc/self/statm`` by a background
 thread (torch releases the GIL in its kernels), peak minus the size at the start: it counts
 every allocation (torch, numpy, Python) but can miss peaks shorter than the interval, and other
-threads of the process are counted too. Elsewhere the memory figure is ``None``.
+threads of the process are counted too. Memory an earlier call freed but the C allocator kept
+would hide new allocations, so with glibc ``malloc_trim(0)`` first returns it to the system.
+Elsewhere the memory figure is ``None``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import torch
 
 _STATM = "/proc/self/statm"
+
+
+def _trim_heap() -> None:
+    """Return freed heap memory to the system (glibc only; a no-op elsewhere)."""
+    name = ctypes.util.find_library("c")
+    with suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(name).malloc_trim(0)
 
 
 def _rss_bytes() -> int | None:
@@ -43,6 +54,7 @@ def measure(device: torch.device, interval: float = 0.002) -> Iterator[dict[str,
         torch.cuda.reset_peak_memory_stats(device)
         method = "cuda_max_memory_allocated"
     else:
+        _trim_heap()
         base = _rss_bytes()
         method = "sampled_rss" if base is not None else None
         if base is not None:
