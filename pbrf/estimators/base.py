@@ -37,7 +37,7 @@ class EstimatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Checkpoint:
     """A saved training iterate for TracIn.
 
@@ -59,7 +59,7 @@ class Checkpoint:
             raise ValueError(f"checkpoint lr and visits must be > 0, got {self.lr}, {self.visits}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EstimatorInputs:
     """Everything an estimator may use, at one trained θˢ.
 
@@ -118,7 +118,7 @@ class EstimatorInputs:
         return int(self.removed.shape[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Estimate:
     """One estimator's answer for the M removal sets.
 
@@ -139,7 +139,7 @@ class Estimate:
 S = TypeVar("S", bound=BaseModel)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Estimator(Generic[S]):
     """A registry entry: the settings model and the function ``(inputs, settings) → Estimate``."""
 
