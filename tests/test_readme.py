@@ -26,7 +26,7 @@ def test_the_library_example_runs_and_imports_only_pbrf(capsys) -> None:
     code = _block("<!-- example -->")
     imports = {m.group(1) for m in re.finditer(r"^(?:import|from) (\w+)", code, re.M)}
     assert imports == {"torch", "pbrf"}
-    exec(compile(code, "README example", "exec"), {})  # noqa: S102 - the README's own code
+    exec(compile(code, "README example", "exec"), {})  # the README's own code
     assert "spearman, n=20" in capsys.readouterr().out
 
 
