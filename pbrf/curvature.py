@@ -282,7 +282,7 @@ class LinearizedGNH:
         return vmap(one)(self.x[start:stop], b).reshape(-1, self.d)
 
     def kernel(self, progress: Callable[[int, int], None] | None = None) -> Tensor:
-        """Lower triangle of ``K = AAᵀ``, ``(N·r, N·r)`` (the upper triangle is left 0).
+        """Lower triangle of ``K = AAᵀ``, ``(N·r, N·r)`` (blocks above the diagonal are left 0).
 
         Column block by column block: the block's rows of ``A`` (per-example vjps), then one
         batched jvp of them over each later chunk of examples. Memory: the ``(N·r)²`` kernel plus
