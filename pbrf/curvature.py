@@ -33,6 +33,7 @@ from pbrf.losses import OutputLoss
 from pbrf.problem import Problem
 
 Matvec = Callable[[Tensor], Tensor]
+Pullback = Callable[[Tensor], tuple[Tensor, ...]]
 
 
 def _chunks(n: int, chunk_size: int | None) -> list[slice]:
@@ -191,15 +192,24 @@ def output_hessian_factor(
 class LinearizedGNH:
     """``G = (1/N) Σ_i J_iᵀ H_i J_i + wI`` at θ on ``(x, t)`` (Eq. 6, 49), linearized once.
 
-    Construction runs the forward pass and keeps the outputs and reverse-mode pullbacks per chunk
-    of ``chunk_size`` examples (memory: the activations of all N examples); a product then costs a
-    batched jvp (which re-runs one unbatched forward) and a batched vjp of the cached pullbacks.
-    The factor methods (``rank``, :meth:`factor`, :meth:`factor_t`, :meth:`factor_rows`,
-    :meth:`kernel`, :meth:`gram`) compute ``H_i^{1/2}`` on first use.
+    Construction runs the forward pass once and keeps the outputs and, with ``cache=True``, the
+    reverse-mode pullbacks of every chunk of ``chunk_size`` examples; a product then costs one
+    batched jvp (which re-runs a single unbatched forward) and one batched vjp of the stored
+    pullbacks. Stored pullbacks hold the activations of all N examples, so ``cache`` defaults to
+    ``chunk_size is None`` (an unchunked product holds them anyway); with chunks and
+    ``cache=False`` each product rebuilds one chunk's pullback at a time, bounding memory as
+    :func:`gnh_product` does. The factor methods (``rank``, :meth:`factor`, :meth:`factor_t`,
+    :meth:`factor_rows`, :meth:`kernel`, :meth:`gram`) compute ``H_i^{1/2}`` on first use.
     """
 
     def __init__(
-        self, problem: Problem, theta: Tensor, x: Tensor, t: Tensor, chunk_size: int | None = None
+        self,
+        problem: Problem,
+        theta: Tensor,
+        x: Tensor,
+        t: Tensor,
+        chunk_size: int | None = None,
+        cache: bool | None = None,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
@@ -207,10 +217,15 @@ class LinearizedGNH:
         self.n, self.d = x.shape[0], theta.numel()
         self.weight_decay = problem.weight_decay
         self.chunk_size = chunk_size
+        self.cache = chunk_size is None if cache is None else cache
         self._chunks = []
         for sl in _chunks(self.n, chunk_size):
             xc = x[sl]
-            ys, pullback = vjp(lambda th, xc=xc: problem.f(th, xc), theta)
+            if self.cache:
+                ys, pullback = vjp(lambda th, xc=xc: problem.f(th, xc), theta)
+            else:
+                with torch.no_grad():
+                    ys, pullback = problem.f(theta, xc), None
             self._chunks.append((sl, xc, t[sl], ys.detach(), pullback))
         self.out_shape = self._chunks[0][3].shape[1:]
         self._factor: Tensor | None = None
@@ -221,8 +236,9 @@ class LinearizedGNH:
         f, theta = self.problem.f, self.theta
         return vmap(lambda vi: jvp(lambda th: f(th, xc), (theta,), (vi,))[1])(v)
 
-    @staticmethod
-    def _vjp(pullback: Callable[[Tensor], tuple[Tensor, ...]], cot: Tensor) -> Tensor:
+    def _vjp(self, xc: Tensor, pullback: Pullback | None, cot: Tensor) -> Tensor:
+        if pullback is None:
+            _, pullback = vjp(lambda th: self.problem.f(th, xc), self.theta)
         return vmap(lambda c: pullback(c)[0])(cot)
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -232,7 +248,7 @@ class LinearizedGNH:
         for _, xc, tc, ys, pullback in self._chunks:
             dy = self._jvp(xc, v)
             hdy = vmap(lambda a, ys=ys, tc=tc: loss.output_hvp(ys, tc, a))(dy)
-            out = out + self._vjp(pullback, hdy) / self.n
+            out = out + self._vjp(xc, pullback, hdy) / self.n
         return out
 
     __call__ = matvec
@@ -267,7 +283,7 @@ class LinearizedGNH:
         for sl, xc, _, _, pullback in self._chunks:
             uc = u[:, sl.start * r : sl.stop * r].reshape(k, xc.shape[0], r)
             cot = torch.einsum("kcr,crm->kcm", uc, b[sl]).reshape(k, xc.shape[0], *self.out_shape)
-            out = out + self._vjp(pullback, cot)
+            out = out + self._vjp(xc, pullback, cot)
         return out
 
     def factor_rows(self, start: int, stop: int) -> Tensor:

@@ -112,14 +112,20 @@ def test_unknown_curvature_kind():
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-@pytest.mark.parametrize("chunk_size", [None, 5])
-def test_linearized_gnh_product_equals_dense_gnh(loss, chunk_size):
+@pytest.mark.parametrize(
+    ("chunk_size", "cache"), [(None, None), (5, None), (5, True), (None, False)]
+)
+def test_linearized_gnh_product_equals_dense_gnh(loss, chunk_size, cache):
     problem, theta, x, t = tiny_problem(loss, n=13, weight_decay=0.05)
     v = _vectors(theta.numel())
-    op = LinearizedGNH(problem, theta, x, t, chunk_size)
+    op = LinearizedGNH(problem, theta, x, t, chunk_size, cache=cache)
+    assert op.cache is (chunk_size is None if cache is None else cache)
     dense = dense_gnh(problem, theta, x, t)
     torch.testing.assert_close(op.matvec(v), v @ dense, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(op(v), v @ dense, rtol=RTOL, atol=ATOL)
+    u = torch.randn(2, 13 * op.rank, generator=torch.Generator().manual_seed(4), dtype=DTYPE)
+    a = op.factor_rows(0, 13)  # checked against jacrev below
+    torch.testing.assert_close(op.factor_t(u), u @ a, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize(
