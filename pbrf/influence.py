@@ -180,6 +180,10 @@ def top_curvature_eigenvalue(
     as ``top_eigenvalue`` to :func:`inverse_curvature_product`). For the Hessian it is the
     eigenvalue of largest magnitude, which may be negative."""
     _validate(problem, theta, x, t, theta[None], 0.0, curvature, chunk_size, None)
+    if isinstance(iters, bool) or iters < 1:
+        raise ValueError(f"iters must be ≥ 1, got {iters!r}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     op = _operator(problem, theta, x, t, curvature, chunk_size)
     return power_iteration(
         op, theta.numel(), iters=iters, tol=tol, dtype=theta.dtype, device=theta.device, seed=seed

@@ -248,6 +248,18 @@ def test_cg_with_too_few_iterations_says_so(spd):
     assert "3 of 3" in message
 
 
+def test_cg_stops_when_the_dtype_cannot_reach_the_tolerance():
+    """float32 with cond 1e4 cannot reach a 1e-10 residual: CG says so instead of spinning."""
+    a = random_spd(D, 1e4).float()
+    v = _rhs(D, k=3).float()
+    res = conjugate_gradient(lambda m: m @ a, v, max_iter=5000, tol=1e-10)
+    assert not res.converged and res.restarts >= 1
+    assert int(res.iterations.max()) < 5000 and "stagnated" in res.warnings[0]
+    # genuinely unconverged: the float64 residual of the returned x is far above tol
+    true = (v.double() - res.x.double() @ a.double().T).norm(dim=-1) / v.double().norm(dim=-1)
+    assert float(true.min()) > 1e-7 and (res.residual > 1e-10).all()
+
+
 def test_cg_raises_typed_error_on_an_indefinite_operator():
     a = torch.diag(torch.tensor([1.0, -2.0], dtype=DTYPE))
     v = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=DTYPE)

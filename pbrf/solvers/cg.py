@@ -5,6 +5,8 @@ matvec per iteration, so k right-hand sides cost about one k-vector curvature pr
 iteration. The recursive residual drifts from the true one in finite precision, so a row is only
 accepted once its *true* residual ``‖v − (A + λI)x‖ / ‖v‖`` is ≤ ``tol``; a row whose recursive
 residual reached ``tol`` but whose true residual did not is restarted from its true residual.
+When a restart no longer halves any such residual, the solve has hit the accuracy its dtype
+allows (e.g. a 1e-8 tolerance in float32) and stops with a warning rather than iterating on.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def conjugate_gradient(
     restarts = 0
     it = 0
     true_res = torch.where(vnorm > 0, 1.0, 0.0).to(v2.dtype)
+    last_check: Tensor | None = None
+    stagnated = False
     while True:
         if bool(done.all()):
             # accept a row only on its true residual; restart rows that drifted
@@ -84,6 +88,12 @@ def conjugate_gradient(
             drifted = true_res > tol
             if not bool(drifted.any()) or it >= max_iter:
                 break
+            if last_check is not None and not bool(
+                (true_res[drifted] < 0.5 * last_check[drifted]).any()
+            ):
+                stagnated = True  # a restart no longer helps: the dtype's attainable accuracy
+                break
+            last_check = true_res
             restarts += 1
             r = torch.where(drifted[:, None], resid, r)
             p = torch.where(drifted[:, None], r, p)
@@ -122,10 +132,15 @@ def conjugate_gradient(
     if not converged:
         bad_rows = (true_res > tol).nonzero().flatten()
         worst = int(true_res.argmax())
+        why = (
+            f"stagnated after {it} iterations and {restarts} restart(s) (the attainable "
+            f"accuracy of {str(v2.dtype).removeprefix('torch.')} for this conditioning)"
+            if stagnated
+            else f"stopped after {it} iterations (max_iter={max_iter})"
+        )
         warnings = (
-            f"conjugate gradients stopped after {it} iterations (max_iter={max_iter}) with "
-            f"relative residual {float(true_res[worst]):.3g} > tol {tol:g} on "
-            f"{len(bad_rows)} of {k} right-hand side(s) (worst: {worst})",
+            f"conjugate gradients {why} with relative residual {float(true_res[worst]):.3g} > "
+            f"tol {tol:g} on {len(bad_rows)} of {k} right-hand side(s) (worst: {worst})",
         )
     x = x if v.dim() == 2 else x[0]
     return CGResult(x, iterations, true_res, converged, warnings, restarts)
