@@ -26,6 +26,11 @@ It prints:
    rebuilt-per-call product vs the linearized one (same CG code, same iteration count).
 
 No number is asserted; ratios depend on the machine, the thread count and other load.
+Measured once (1 thread, a 2-core CPU shared with other jobs, load average 1–5): exact solve
+582 s before → 79 s after (7.4×; 49 s factor rows + kernel, 30 s Cholesky + solve), max
+relative difference 4e-5, float64 residual 1.6e-15; one CG iteration = 0.97–0.99 of one
+20-vector GNH product; linearize-once 0.97–0.99× on 20-vector products, 1.14–1.17× on 30
+single-vector power iterations.
 """
 
 from __future__ import annotations
