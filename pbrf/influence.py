@@ -7,21 +7,44 @@ and ``q_z = (G + λI)⁻¹ g_z``:
 * predicted test-loss change (Eq. 23): ``ΔL_test ≈ ε ∇L_testᵀ q_z``
 * the same through s_test (Eq. 53):    ``ΔL_test ≈ ε g_zᵀ s_test``, ``s_test = (G + λI)⁻¹ ∇L_test``
 * self-influence:                      ``ε g_zᵀ q_z``
+
+:func:`inverse_curvature_product` computes ``q = (C + λI)⁻¹ V`` (C the GNH or the Hessian of J)
+with the solver its :data:`~pbrf.solvers.SolverSettings` name, and returns an
+:class:`IHVPResult` that says whether the solve can be trusted: ``converged``, ``warnings`` and
+the solver's record in ``info``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
-from pbrf.curvature import curvature_matvec, sampled_matvec
+from pbrf.curvature import (
+    LinearizedGNH,
+    Matvec,
+    curvature_matvec,
+    dense_from_matvec,
+    sampled_matvec,
+)
 from pbrf.problem import Problem
-from pbrf.solvers import conjugate_gradient, exact_solve, lissa
+from pbrf.solvers import (
+    CGSettings,
+    EigenEstimate,
+    ExactSettings,
+    LissaSettings,
+    SolverSettings,
+    conjugate_gradient,
+    dense_solve,
+    dual_solve,
+    lissa,
+    power_iteration,
+)
 
 
 def removal_gradients(
@@ -72,20 +95,72 @@ def self_influence(removal_grads: Tensor, ihvp: Tensor, epsilon: float) -> Tenso
     return epsilon * (removal_grads * ihvp).sum(-1)
 
 
-@dataclass
+Curvature = Literal["gnh", "hessian"]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
 class IHVPResult:
-    x: Tensor  # (k, d)
+    """``x = (C + λI)⁻¹ V`` (rows; the dtype of ``rhs``) and how far to trust it.
+
+    ``converged`` is False whenever ``warnings`` is not empty. ``info`` holds JSON-friendly
+    scalars (and lists for per-right-hand-side values); keys by solver —
+    lissa: ``scale, top_eigenvalue, top_eigenvalue_source, power_iterations, power_converged,
+    depth, repeats, batch_size, horizon``;
+    cg: ``iterations, iterations_per_rhs, max_residual, residuals, restarts, max_iter, tol``;
+    exact: ``method, factorization, compute_dtype, rank, matrix_size, matrix_bytes,
+    max_residual, residuals, refinements``.
+    """
+
+    x: Tensor
     solver: str
-    info: dict[str, float | int | str | None]
-    converged: bool = True
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass
-class EigenEstimate:
-    value: float
-    iterations: int
     converged: bool
+    warnings: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _validate(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    rhs: Tensor,
+    damping: float,
+    curvature: str,
+    chunk_size: int | None,
+    top_eigenvalue: float | None,
+) -> Tensor:
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a pbrf.problem.Problem, got {type(problem).__name__}")
+    if theta.dim() != 1:
+        raise ValueError(f"theta must be a flat vector (d,), got shape {tuple(theta.shape)}")
+    d = theta.numel()
+    if rhs.dim() not in (1, 2) or rhs.shape[-1] != d:
+        raise ValueError(f"rhs must have shape (d,) or (k, {d}), got {tuple(rhs.shape)}")
+    if not bool(torch.isfinite(rhs).all()):
+        raise ValueError("rhs has non-finite entries")
+    if x.shape[0] < 1 or x.shape[0] != t.shape[0]:
+        raise ValueError(
+            f"x and t must hold the same number (≥ 1) of examples, got {x.shape[0]} and {t.shape[0]}"
+        )
+    if isinstance(damping, bool) or not (math.isfinite(damping) and damping >= 0):
+        raise ValueError(f"damping must be a finite number ≥ 0, got {damping!r}")
+    if curvature not in ("gnh", "hessian"):
+        raise ValueError(f"curvature must be 'gnh' or 'hessian', got {curvature!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size!r}")
+    if top_eigenvalue is not None and not math.isfinite(top_eigenvalue):
+        raise ValueError(f"top_eigenvalue must be finite or None, got {top_eigenvalue!r}")
+    return rhs if rhs.dim() == 2 else rhs[None]
+
+
+def _operator(
+    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, curvature: str, chunk_size: int | None
+) -> Matvec:
+    """The full-data curvature; the GNH linearized once (:class:`LinearizedGNH`)."""
+    if curvature == "gnh":
+        return LinearizedGNH(problem, theta, x, t, chunk_size)
+    return curvature_matvec(problem, theta, x, t, "hessian", chunk_size)
 
 
 def top_curvature_eigenvalue(
@@ -94,22 +169,25 @@ def top_curvature_eigenvalue(
     x: Tensor,
     t: Tensor,
     *,
-    curvature: str = "gnh",
+    curvature: Curvature = "gnh",
     iters: int = 30,
     seed: int = 0,
+    tol: float = 1e-4,
+    chunk_size: int | None = None,
 ) -> EigenEstimate:
-    """λ_max of the (undamped) curvature of J on ``(x, t)`` by power iteration."""
-    from pbrf.solvers.power import top_eigenvalue
-
-    value = top_eigenvalue(
-        curvature_matvec(problem, theta, x, t, curvature),
-        theta.numel(),
-        iters=iters,
-        dtype=theta.dtype,
-        device=theta.device,
-        seed=seed,
+    """λ_max of the full-data curvature (GNH or Hessian of J on ``(x, t)``) by power iteration
+    from a start drawn with ``seed`` — what LiSSA's ``scale="auto"`` needs (pass its ``value``
+    as ``top_eigenvalue`` to :func:`inverse_curvature_product`). For the Hessian it is the
+    eigenvalue of largest magnitude, which may be negative."""
+    _validate(problem, theta, x, t, theta[None], 0.0, curvature, chunk_size, None)
+    if isinstance(iters, bool) or iters < 1:
+        raise ValueError(f"iters must be ≥ 1, got {iters!r}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    op = _operator(problem, theta, x, t, curvature, chunk_size)
+    return power_iteration(
+        op, theta.numel(), iters=iters, tol=tol, dtype=theta.dtype, device=theta.device, seed=seed
     )
-    return EigenEstimate(value, iters, True)
 
 
 def inverse_curvature_product(
@@ -120,47 +198,208 @@ def inverse_curvature_product(
     rhs: Tensor,
     *,
     damping: float,
-    solver,
-    curvature: Literal["gnh", "hessian"] = "gnh",
+    solver: SolverSettings,
+    curvature: Curvature = "gnh",
     chunk_size: int | None = None,
     top_eigenvalue: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> IHVPResult:
-    """``(C + λI)⁻¹ V`` for the rows of ``rhs (k, d)``, C the GNH or Hessian of J on ``(x, t)``."""
-    full = curvature_matvec(problem, theta, x, t, curvature, chunk_size)
-    if solver.name == "exact":
-        return IHVPResult(exact_solve(full, rhs, damping=damping), "exact", {})
-    if solver.name == "cg":
-        res = conjugate_gradient(
-            full, rhs, damping=damping, max_iter=solver.max_iter, tol=solver.tol
-        )
-        return IHVPResult(
-            res.x, "cg", {"iterations": res.iterations, "max_residual": float(res.residual.max())}
-        )
-    if solver.batch_size is None or solver.batch_size >= x.shape[0]:
-        matvec = full
+    """``(C + λI)⁻¹ V`` for the rows of ``rhs (k, d)`` (Eq. 10, 49): ``C`` the GNH (Eq. 6) or
+    the Hessian of J on ``(x, t)``, λ = ``damping``.
+
+    * :class:`~pbrf.solvers.LissaSettings` — Eq. 51–52, minibatches of ``batch_size`` (None:
+      the full data). ``scale="auto"`` uses ``top_eigenvalue`` when given (e.g. from
+      :func:`top_curvature_eigenvalue`), else runs power iteration on the full-data curvature.
+    * :class:`~pbrf.solvers.CGSettings` — Eq. 50 on the full data.
+    * :class:`~pbrf.solvers.ExactSettings` — a direct solve in float64 whatever the dtype of θ:
+      the dual (Woodbury) solve through the ``(N·r)²`` kernel of the GNH factor when
+      ``N·r < d``, else the primal Cholesky of the dense ``d × d`` matrix (always for the
+      Hessian). Memory: one such float64 matrix (8·(N·r)² or 8·d² bytes).
+
+    ``chunk_size`` bounds the examples per batched product; ``progress(step, total)`` reports
+    LiSSA steps, CG iterations or kernel blocks. A ``top_eigenvalue`` given to CG or the exact
+    solve is recorded in ``info``.
+    """
+    v = _validate(problem, theta, x, t, rhs, damping, curvature, chunk_size, top_eigenvalue)
+    if isinstance(solver, ExactSettings):
+        res = _exact(problem, theta, x, t, v, damping, solver, curvature, chunk_size, progress)
+    elif isinstance(solver, CGSettings):
+        res = _cg(problem, theta, x, t, v, damping, solver, curvature, chunk_size, progress)
+    elif isinstance(solver, LissaSettings):
+        res = _lissa(
+            problem, theta, x, t, v, damping, solver, curvature, chunk_size, top_eigenvalue,
+            progress,
+        )  # fmt: skip
     else:
-        gen = torch.Generator().manual_seed(solver.seed)
-        matvec = sampled_matvec(problem, theta, x, t, solver.batch_size, gen, curvature)
-    scale = solver.scale
-    if scale == "auto" and top_eigenvalue is not None:
-        scale = solver.scale_factor * (top_eigenvalue + damping)
-    res = lissa(
-        matvec,
-        rhs,
-        depth=solver.depth,
-        scale=scale,
-        damping=damping,
-        repeats=solver.repeats,
-        scale_factor=solver.scale_factor,
-        eigen_matvec=full,
-        progress=progress,
+        raise TypeError(
+            "solver must be LissaSettings, CGSettings or ExactSettings, got "
+            f"{type(solver).__name__}"
+        )
+    out = res.x.to(rhs.dtype)
+    info = dict(res.info)
+    if top_eigenvalue is not None:
+        info.setdefault("top_eigenvalue", float(top_eigenvalue))
+    return IHVPResult(
+        out if rhs.dim() == 2 else out[0], res.solver, res.converged, res.warnings, info
+    )
+
+
+def _exact(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    damping: float,
+    settings: ExactSettings,
+    curvature: str,
+    chunk_size: int | None,
+    progress: Progress | None,
+) -> IHVPResult:
+    f64 = torch.float64
+
+    def up(a: Tensor) -> Tensor:
+        return a.detach().to(f64) if a.is_floating_point() else a
+
+    th, x64, t64, v64 = up(theta), up(x), up(t), up(v)
+    n, d = x.shape[0], theta.numel()
+    info: dict[str, Any] = {"compute_dtype": "float64"}
+    warnings: list[str] = []
+    if curvature == "hessian":
+        if settings.method == "dual":
+            raise ValueError(
+                "method='dual' needs the Gauss-Newton factor; the Hessian has no such low-rank "
+                "structure: use method='primal' or 'auto'"
+            )
+        mv = curvature_matvec(problem, th, x64, t64, "hessian", chunk_size)
+        res = dense_solve(
+            lambda: dense_from_matvec(mv, d, f64, th.device, block=64), v64, damping=damping,
+            matvec=mv,
+        )  # fmt: skip
+        info.update(matrix_size=d)
+    else:
+        op = LinearizedGNH(problem, th, x64, t64, chunk_size)
+        r = op.rank
+        mu = problem.weight_decay + damping
+        method = settings.method
+        if method == "auto":
+            method = "dual" if n * r < d and mu > 0 else "primal"
+        if method == "dual" and not mu > 0:
+            raise ValueError(
+                "method='dual' needs damping + weight decay > 0, got damping "
+                f"{damping} and weight decay {problem.weight_decay}"
+            )
+        if op.factor_info["min_eigenvalue"] < -1e-8 * op.factor_info["max_eigenvalue"]:
+            warnings.append(
+                "the output Hessian has a negative eigenvalue "
+                f"{op.factor_info['min_eigenvalue']:.3g} (the loss is not convex in the outputs); "
+                "it was clipped to 0"
+            )
+        info.update(rank=r)
+        if method == "dual":
+            res = dual_solve(
+                lambda: op.kernel(progress), op.factor, op.factor_t, v64, n=n, damping=damping,
+                weight_decay=problem.weight_decay,
+            )  # fmt: skip
+            info.update(matrix_size=n * r)
+        else:
+            res = dense_solve(lambda: op.gram(progress), v64, damping=damping, matvec=op.matvec)
+            info.update(matrix_size=d)
+    info.update(
+        method=res.method,
+        factorization=res.factorization,
+        matrix_bytes=8 * info["matrix_size"] ** 2,
+        max_residual=float(res.residual.max()),
+        residuals=res.residual.tolist(),
+        refinements=res.refinements,
+    )
+    warnings.extend(res.warnings)
+    return IHVPResult(res.x, "exact", res.converged and not warnings, tuple(warnings), info)
+
+
+def _cg(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    damping: float,
+    settings: CGSettings,
+    curvature: str,
+    chunk_size: int | None,
+    progress: Progress | None,
+) -> IHVPResult:
+    op = _operator(problem, theta, x, t, curvature, chunk_size)
+    res = conjugate_gradient(
+        op, v, damping=damping, max_iter=settings.max_iter, tol=settings.tol, progress=progress
     )
     info = {
+        "iterations": int(res.iterations.max()),
+        "iterations_per_rhs": res.iterations.tolist(),
+        "max_residual": float(res.residual.max()),
+        "residuals": res.residual.tolist(),
+        "restarts": res.restarts,
+        "max_iter": settings.max_iter,
+        "tol": settings.tol,
+    }
+    return IHVPResult(res.x, "cg", res.converged, res.warnings, info)
+
+
+def _lissa(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    damping: float,
+    settings: LissaSettings,
+    curvature: str,
+    chunk_size: int | None,
+    top_eigenvalue: float | None,
+    progress: Progress | None,
+) -> IHVPResult:
+    n = x.shape[0]
+    batch = settings.batch_size
+    if batch is not None and batch > n:
+        raise ValueError(f"batch_size={batch} exceeds the {n} examples")
+    if batch == n and settings.repeats > 1:
+        raise ValueError(
+            f"repeats={settings.repeats} would average identical runs: batch_size={batch} "
+            "covers every example"
+        )
+    needs_full = (
+        batch is None or batch == n or (settings.scale == "auto" and top_eigenvalue is None)
+    )
+    full = _operator(problem, theta, x, t, curvature, chunk_size) if needs_full else None
+    if batch is None or batch == n:
+        assert full is not None
+        matvec = full
+    else:
+        gen = torch.Generator().manual_seed(settings.seed)
+        matvec = sampled_matvec(problem, theta, x, t, batch, gen, curvature)
+    res = lissa(
+        matvec,
+        v,
+        depth=settings.depth,
+        scale=settings.scale,
+        damping=damping,
+        repeats=settings.repeats,
+        scale_factor=settings.scale_factor,
+        top_eigenvalue=top_eigenvalue,
+        eigen_matvec=full,
+        power_iters=settings.power_iters,
+        progress=progress,
+    )
+    source = "given" if top_eigenvalue is not None else "power_iteration" if res.eigen else None
+    info = {
         "scale": res.scale,
-        "top_eigenvalue": top_eigenvalue if top_eigenvalue is not None else res.top_eigenvalue,
-        "depth": solver.depth,
-        "repeats": solver.repeats,
+        "top_eigenvalue": res.top_eigenvalue,
+        "top_eigenvalue_source": source,
+        "power_iterations": res.eigen.iterations if res.eigen else None,
+        "power_converged": res.eigen.converged if res.eigen else None,
+        "depth": res.depth,
+        "repeats": res.repeats,
+        "batch_size": batch,
         "horizon": res.horizon,
     }
-    return IHVPResult(res.x, "lissa", info)
+    return IHVPResult(res.x, "lissa", res.converged, res.warnings, info)

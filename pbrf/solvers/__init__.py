@@ -1,16 +1,39 @@
-"""Inverse-Hessian-vector-product solvers (Appendix D). Each takes a matvec, not a model."""
+"""Inverse-curvature-vector-product solvers (Appendix D) and their settings.
+
+Solvers take a matvec (or, for the direct solves, a matrix, a matrix builder or a factor), never
+a model; :func:`pbrf.influence.inverse_curvature_product` connects them to a model.
+"""
 
 from pbrf.solvers.cg import CGResult, conjugate_gradient
-from pbrf.solvers.exact import exact_solve
-from pbrf.solvers.lissa import LissaDivergenceError, LissaResult, lissa
-from pbrf.solvers.power import top_eigenvalue
+from pbrf.solvers.errors import LissaDivergenceError, NotPositiveDefiniteError
+from pbrf.solvers.exact import DirectResult, dense_solve, dual_solve, exact_solve
+from pbrf.solvers.lissa import LissaResult, lissa
+from pbrf.solvers.power import EigenEstimate, power_iteration, top_eigenvalue
+from pbrf.solvers.settings import (
+    SOLVER_SETTINGS,
+    CGSettings,
+    ExactSettings,
+    LissaSettings,
+    SolverSettings,
+)
 
 __all__ = [
+    "SOLVER_SETTINGS",
     "CGResult",
+    "CGSettings",
+    "DirectResult",
+    "EigenEstimate",
+    "ExactSettings",
     "LissaDivergenceError",
     "LissaResult",
+    "LissaSettings",
+    "NotPositiveDefiniteError",
+    "SolverSettings",
     "conjugate_gradient",
+    "dense_solve",
+    "dual_solve",
     "exact_solve",
     "lissa",
+    "power_iteration",
     "top_eigenvalue",
 ]

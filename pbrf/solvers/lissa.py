@@ -6,13 +6,15 @@ Recursion, per repeat r and row j (``A_t`` the curvature of the t-th sampled bat
 
 and the estimate is the mean of ``x_r`` over R repeats. The series converges when
 ``σ > λ_max(A) + λ``; then ``‖h_t‖ ≤ min(t + 1, σ/λ) ‖v‖``, so an iterate far above that bound
-(or a non-finite one) means divergence, reported with the scale and the eigenvalue estimate.
-With σ and depth T the recursion acts like T gradient steps of size 1/σ on the damped
-quadratic: it resolves curvature directions above roughly σ/T (GUIDE §4, the LiSSA horizon).
+(or a non-finite one) means divergence and raises :class:`LissaDivergenceError`.
+With scale σ and depth T the recursion acts like T gradient-descent steps of size 1/σ on the
+damped quadratic of Eq. 50: it resolves curvature directions above roughly σ/T, and ``T/σ`` (the
+*horizon*) is the total step length it takes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,20 +23,22 @@ import torch
 from torch import Tensor
 
 from pbrf.curvature import Matvec
-from pbrf.solvers.power import top_eigenvalue
+from pbrf.solvers.errors import LissaDivergenceError
+from pbrf.solvers.power import EigenEstimate, power_iteration
+
+__all__ = ["LissaDivergenceError", "LissaResult", "lissa"]
 
 
-class LissaDivergenceError(FloatingPointError):
-    """LiSSA's iterates blew up: the scale is below the largest eigenvalue of the curvature."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class LissaResult:
-    x: Tensor  # (k, d)
-    scale: float
-    top_eigenvalue: float | None  # the power-iteration estimate, when one was made
+    x: Tensor  # (k, d), or (d,) for a single right-hand side
+    scale: float  # σ
+    top_eigenvalue: float | None  # λ_max used for (or known alongside) σ; None if unknown
     depth: int
     repeats: int
+    eigen: EigenEstimate | None  # the power iteration, when this call ran one
+    converged: bool  # finished without divergence and with no warning
+    warnings: tuple[str, ...]
 
     @property
     def horizon(self) -> float:
@@ -51,6 +55,7 @@ def lissa(
     damping: float,
     repeats: int = 1,
     scale_factor: float = 1.5,
+    top_eigenvalue: float | None = None,
     eigen_matvec: Matvec | None = None,
     power_iters: int = 30,
     divergence_slack: float = 4.0,
@@ -59,77 +64,93 @@ def lissa(
 ) -> LissaResult:
     """Approximate ``(A + λI)⁻¹ V`` for the rows of ``V (k, d)`` with R·T matvecs of k vectors.
 
-    ``matvec`` is the undamped curvature (it may draw a new minibatch per call).
-    ``scale="auto"`` sets ``σ = scale_factor · (λ_max + λ)`` from power iteration on
-    ``eigen_matvec`` (default ``matvec``). ``progress(step, total)`` is called after each step.
+    ``matvec`` is the undamped curvature (it may draw a new minibatch per call, Eq. 52).
+    ``scale="auto"`` sets ``σ = scale_factor · (λ_max + λ)`` with ``λ_max = top_eigenvalue`` when
+    given, else from power iteration on ``eigen_matvec`` (default ``matvec``).
+    ``progress(step, total)`` is called after each step.
     """
     if depth < 1:
         raise ValueError(f"depth must be ≥ 1, got {depth}")
     if repeats < 1:
         raise ValueError(f"repeats must be ≥ 1, got {repeats}")
-    if damping < 0:
-        raise ValueError(f"damping must be ≥ 0, got {damping}")
+    if not (math.isfinite(damping) and damping >= 0):
+        raise ValueError(f"damping must be a finite number ≥ 0, got {damping}")
+    if scale != "auto" and (isinstance(scale, str) or not (math.isfinite(scale) and scale > 0)):
+        raise ValueError(f"scale must be a finite number > 0 or 'auto', got {scale!r}")
+    if scale == "auto" and not (math.isfinite(scale_factor) and scale_factor > 1):
+        raise ValueError(f"scale_factor must be a finite number > 1, got {scale_factor}")
+    if top_eigenvalue is not None and not math.isfinite(top_eigenvalue):
+        raise ValueError(f"top_eigenvalue must be finite, got {top_eigenvalue}")
+    if power_iters < 1:
+        raise ValueError(f"power_iters must be ≥ 1, got {power_iters}")
+    if check_every < 1:
+        raise ValueError(f"check_every must be ≥ 1, got {check_every}")
+    if v.dim() not in (1, 2) or v.shape[-1] == 0:
+        raise ValueError(f"v must have shape (d,) or (k, d) with d ≥ 1, got {tuple(v.shape)}")
     v2 = v if v.dim() == 2 else v[None]
-    eig = None
-    if scale == "auto":
-        if scale_factor <= 1:
-            raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
-        eig = top_eigenvalue(
-            eigen_matvec or matvec,
-            v2.shape[-1],
-            iters=power_iters,
-            dtype=v2.dtype,
+    warnings: list[str] = []
+    eigen = None
+    eig = top_eigenvalue
+    if scale == "auto" and eig is None:
+        eigen = power_iteration(
+            eigen_matvec or matvec, v2.shape[-1], iters=power_iters, dtype=v2.dtype,
             device=v2.device,
-        )
-        scale = scale_factor * (eig + damping)
-    elif isinstance(scale, str) or not scale > 0:
-        raise ValueError(f"scale must be > 0 or 'auto', got {scale!r}")
-    scale = float(scale)
+        )  # fmt: skip
+        eig = eigen.value
+        if not eigen.converged:
+            warnings.append(
+                f"power iteration did not converge in {eigen.iterations} iteration(s) "
+                f"(λ_max estimate {eig:.4g}); σ = {scale_factor:g} · (λ_max + λ) may be too small"
+            )
+    if scale == "auto":
+        assert eig is not None
+        if not eig + damping > 0:
+            raise ValueError(
+                f"scale='auto' needs λ_max + λ > 0, got λ_max = {eig:.4g} and λ = {damping:g}"
+            )
+        sigma = scale_factor * (eig + damping)
+    else:
+        sigma = float(scale)
+        if eig is not None and sigma <= eig + damping:
+            warnings.append(
+                f"scale σ = {sigma:.4g} ≤ λ_max + λ = {eig + damping:.4g}: the series diverges "
+                "as the depth grows"
+            )
     vnorm = v2.norm(dim=-1)
-    cap = scale / damping if damping > 0 else float("inf")
+    safe = torch.where(vnorm > 0, vnorm, 1.0)
+    cap = sigma / damping if damping > 0 else math.inf
     total = torch.zeros_like(v2)
     for r in range(repeats):
         h = v2.clone()
         for t in range(1, depth + 1):
-            h = v2 + (1 - damping / scale) * h - matvec(h) / scale
+            h = v2 + (1 - damping / sigma) * h - matvec(h) / sigma
             if t % check_every == 0 or t == depth:
-                _check(
-                    h, vnorm, min(t + 1, cap) * divergence_slack, scale, eig, damping, t, depth, r
-                )
+                bound = min(t + 1, cap) * divergence_slack
+                ratio = h.norm(dim=-1) / safe
+                bad = ~torch.isfinite(ratio) | (ratio > bound)
+                if bool(bad.any()):
+                    raise LissaDivergenceError(
+                        step=t,
+                        depth=depth,
+                        repeat=r,
+                        ratio=float(ratio[bad].max()),
+                        bound=bound,
+                        scale=sigma,
+                        damping=damping,
+                        top_eigenvalue=eig,
+                        rhs=tuple(bad.nonzero().flatten().tolist()),
+                    )
             if progress is not None:
                 progress(r * depth + t, repeats * depth)
-        total = total + h / scale
+        total = total + h / sigma
     x = total / repeats
-    return LissaResult(x if v.dim() == 2 else x[0], scale, eig, depth, repeats)
-
-
-def _check(
-    h: Tensor,
-    vnorm: Tensor,
-    bound: float,
-    scale: float,
-    eig: float | None,
-    damping: float,
-    t: int,
-    depth: int,
-    r: int,
-) -> None:
-    norms = h.norm(dim=-1)
-    bad = ~torch.isfinite(norms) | (norms > bound * vnorm)
-    if bool(bad.any()):
-        if eig is None:
-            eig_txt = "not estimated (scale='auto' estimates it by power iteration)"
-            hint = "increase influence.scale or set it to 'auto'"
-        else:
-            eig_txt = f"{eig:.4g}"
-            hint = (
-                "the sampled minibatch curvature exceeds the full-data estimate: raise "
-                "influence.scale_factor or influence.batch_size"
-            )
-        raise LissaDivergenceError(
-            f"LiSSA diverged at step {t} of {depth} (repeat {r}): ‖h_t‖/‖v‖ reached "
-            f"{float((norms / vnorm)[bad].max()):.3g} (bound {bound:.3g}) for right-hand side(s) "
-            f"{bad.nonzero().flatten().tolist()[:5]}. It used scale σ={scale:.4g} with damping "
-            f"λ={damping:g}; the top-eigenvalue estimate of the curvature is {eig_txt}. "
-            f"σ must exceed λ_max + λ: {hint}."
-        )
+    return LissaResult(
+        x if v.dim() == 2 else x[0],
+        sigma,
+        eig,
+        depth,
+        repeats,
+        eigen,
+        not warnings,
+        tuple(warnings),
+    )

@@ -1,43 +1,157 @@
-"""Solver settings: the public contract of the iHVP solvers (provisional; see pbrf.solvers)."""
+"""Settings of the three iHVP solvers (Appendix D): the library's public, validated contract.
+
+Each model is frozen, rejects unknown keys, and carries a ``name`` that discriminates the
+:data:`SolverSettings` union, so a plain mapping such as ``{"name": "cg", "tol": 1e-10}``
+validates into the right type (``SOLVER_SETTINGS.validate_python(mapping)``).
+
+Values that are impossible, or that would be silently ignored, are rejected with a message that
+names the field. A setting that only matters in another mode (``scale_factor`` with a fixed
+``scale``, ``seed`` without minibatches, …) may keep its default — so a dumped model always
+validates again — but any other value is an error.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
-class _Strict(BaseModel):
+class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LissaSettings(_Strict):
-    name: Literal["lissa"] = "lissa"
-    depth: int = Field(5000, ge=1, description="recursion depth T")
-    scale: float | Literal["auto"] = Field("auto", description="σ, or 'auto'")
-    scale_factor: float = Field(1.5, gt=1.0, description="auto: σ = factor·(λ_max + λ)")
-    repeats: int = Field(1, ge=1, description="repeats R")
-    batch_size: int | None = Field(None, ge=1, description="minibatch; None = full data")
-    power_iters: int = Field(30, ge=1, description="power iterations for scale='auto'")
-    seed: int = Field(0, description="minibatch sampling seed")
+def _no_bool(value: Any, info: ValidationInfo) -> Any:
+    # pydantic's lax mode reads True as 1; a boolean is never a count or a tolerance here.
+    if isinstance(value, bool):
+        raise ValueError(f"{info.field_name} must be a number, got {value!r}")
+    return value
+
+
+class LissaSettings(_Settings):
+    """LiSSA, the truncated Neumann series of Eq. 51 averaged over repeats (Eq. 52)."""
+
+    name: Literal["lissa"] = Field("lissa", description="discriminator: the LiSSA solver")
+    depth: int = Field(
+        5000, ge=1, description="recursion depth T of Eq. 51 (curvature products per repeat)"
+    )
+    scale: float | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "σ of Eq. 51, > 0; the series converges only when σ > λ_max + λ. 'auto' sets "
+            "σ = scale_factor · (λ_max + λ) from a top-eigenvalue estimate"
+        ),
+    )
+    scale_factor: float = Field(
+        1.5,
+        gt=1.0,
+        allow_inf_nan=False,
+        description="with scale='auto': σ = scale_factor · (λ_max + λ); ignored otherwise",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        description="R of Eq. 52: independent minibatch recursions averaged (needs batch_size)",
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="examples per sampled minibatch curvature of Eq. 52; None: the full data",
+    )
+    power_iters: int = Field(
+        30,
+        ge=1,
+        description="power iterations estimating λ_max for scale='auto' (unless one is given)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the minibatch sampling only (needs batch_size)")
+
+    _numbers = field_validator(
+        "depth",
+        "scale",
+        "scale_factor",
+        "repeats",
+        "batch_size",
+        "power_iters",
+        "seed",
+        mode="before",
+    )(_no_bool)
 
     @field_validator("scale")
     @classmethod
-    def _positive(cls, v: float | str) -> float | str:
-        if not isinstance(v, str) and not v > 0:
-            raise ValueError(f"must be > 0 or 'auto', got {v}")
+    def _scale(cls, v: float | str) -> float | str:
+        if isinstance(v, str):
+            return v
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"scale must be a finite number > 0 or 'auto', got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _no_ignored_values(self) -> LissaSettings:
+        fields = type(self).model_fields
+        if self.scale != "auto":
+            for key in ("scale_factor", "power_iters"):
+                if getattr(self, key) != fields[key].default:
+                    raise ValueError(
+                        f"{key}={getattr(self, key)!r} is only used with scale='auto', but "
+                        f"scale={self.scale!r} is fixed"
+                    )
+        if self.batch_size is None:
+            if self.repeats != 1:
+                raise ValueError(
+                    f"repeats={self.repeats} would average identical runs: with "
+                    "batch_size=None every recursion uses the full data and is deterministic"
+                )
+            if self.seed != fields["seed"].default:
+                raise ValueError(
+                    f"seed={self.seed} is only used to sample minibatches, but batch_size=None "
+                    "uses the full data"
+                )
+        return self
 
-class CGSettings(_Strict):
-    name: Literal["cg"] = "cg"
-    max_iter: int = Field(1000, ge=1)
-    tol: float = Field(1e-8, gt=0.0)
+
+class CGSettings(_Settings):
+    """Conjugate gradients on the damped curvature (Eq. 50), all right-hand sides at once."""
+
+    name: Literal["cg"] = Field("cg", description="discriminator: the conjugate-gradient solver")
+    max_iter: int = Field(1000, ge=1, description="iteration limit (one curvature product each)")
+    tol: float = Field(
+        1e-8,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="stop when every relative residual ‖v − (C + λI)x‖ / ‖v‖ is ≤ tol",
+    )
+
+    _numbers = field_validator("max_iter", "tol", mode="before")(_no_bool)
 
 
-class ExactSettings(_Strict):
-    name: Literal["exact"] = "exact"
-    method: Literal["auto", "primal", "dual"] = "auto"
+class ExactSettings(_Settings):
+    """A direct float64 solve, whatever the model's dtype: the reference for small models."""
+
+    name: Literal["exact"] = Field("exact", description="discriminator: the direct solver")
+    method: Literal["auto", "primal", "dual"] = Field(
+        "auto",
+        description=(
+            "'primal': Cholesky of the d×d damped curvature; 'dual': Woodbury through the "
+            "(N·r)×(N·r) kernel of the Gauss-Newton factor (GNH only); 'auto': dual when "
+            "N·r < d, r ≤ C the rank of the output Hessian, else primal"
+        ),
+    )
 
 
 SolverSettings = Annotated[LissaSettings | CGSettings | ExactSettings, Field(discriminator="name")]
+"""Any solver's settings; ``name`` says which."""
+
+SOLVER_SETTINGS: TypeAdapter[LissaSettings | CGSettings | ExactSettings] = TypeAdapter(
+    SolverSettings
+)
+"""Validates a mapping (or JSON) into the matching settings model."""

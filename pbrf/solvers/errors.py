@@ -1,0 +1,86 @@
+"""Typed solver failures. Each keeps the numbers that explain it as attributes, and its message
+states them: which values went wrong and what relation they had to satisfy."""
+
+from __future__ import annotations
+
+
+class LissaDivergenceError(FloatingPointError):
+    """LiSSA's iterates left the bound a convergent series obeys (or became non-finite).
+
+    The series of Eq. 51 converges only when ``σ > λ_max + λ``; a minibatch curvature
+    (Eq. 52) can exceed the full-data ``λ_max`` that ``σ`` was set from.
+    """
+
+    def __init__(
+        self,
+        *,
+        step: int,
+        depth: int,
+        repeat: int,
+        ratio: float,
+        bound: float,
+        scale: float,
+        damping: float,
+        top_eigenvalue: float | None,
+        rhs: tuple[int, ...],
+    ) -> None:
+        self.step = step
+        self.depth = depth
+        self.repeat = repeat
+        self.ratio = ratio
+        self.bound = bound
+        self.scale = scale
+        self.damping = damping
+        self.top_eigenvalue = top_eigenvalue
+        self.rhs = rhs
+        shown = list(rhs[:5]) + (["…"] if len(rhs) > 5 else [])
+        if top_eigenvalue is None:
+            cause = (
+                "λ_max was not estimated; the series needs σ > λ_max + λ, so σ is likely "
+                "below the curvature's largest eigenvalue plus the damping"
+            )
+        elif scale <= top_eigenvalue + damping:
+            cause = (
+                f"σ ≤ λ_max + λ = {top_eigenvalue + damping:.4g}: the series needs σ > λ_max + λ"
+            )
+        else:
+            cause = (
+                f"σ exceeds the estimate λ_max + λ = {top_eigenvalue + damping:.4g}, so a "
+                "sampled minibatch's curvature (or an underestimated λ_max) exceeded σ"
+            )
+        super().__init__(
+            f"LiSSA diverged at step {step} of {depth} (repeat {repeat}): ‖h_t‖/‖v‖ = "
+            f"{ratio:.3g} exceeds the bound {bound:.3g} for right-hand side(s) {shown}. "
+            f"Scale σ = {scale:.4g}, damping λ = {damping:g}, top eigenvalue λ_max = "
+            f"{'not estimated' if top_eigenvalue is None else f'{top_eigenvalue:.4g}'}; {cause}."
+        )
+
+    def __reduce__(self):  # keep the attributes when pickled (e.g. across processes)
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+class NotPositiveDefiniteError(ValueError):
+    """Conjugate gradients met a direction ``p`` with ``pᵀ(C + λI)p ≤ 0``: the damped
+    curvature is not positive definite, so Eq. 50 has no minimizer."""
+
+    def __init__(
+        self, *, curvature: float, damping: float, iteration: int, rhs: tuple[int, ...]
+    ) -> None:
+        self.curvature = curvature
+        self.damping = damping
+        self.iteration = iteration
+        self.rhs = rhs
+        super().__init__(
+            f"conjugate gradients: the damped curvature is not positive definite — at iteration "
+            f"{iteration}, right-hand side(s) {list(rhs[:5])} met a direction p with "
+            f"pᵀ(C + λI)p / pᵀp = {curvature:.4g} ≤ 0 (damping λ = {damping:g}); the undamped "
+            f"curvature has an eigenvalue ≤ {curvature - damping:.4g}, so λ must exceed "
+            f"{damping - curvature:.4g} for this direction"
+        )
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[Exception], state: dict) -> Exception:
+    return cls(**{k: v for k, v in state.items() if not k.startswith("_")})
