@@ -270,7 +270,9 @@ def cancer():
         DTYPE
     )
     problem = Problem.from_module(model, get_loss("binary_cross_entropy"), weight_decay=0.01)
-    train = TrainConfig(optimizer="lbfgs", epochs=500, weight_decay=0.01, lbfgs_tol=1e-12)
+    train = TrainConfig(
+        optimizer={"name": "lbfgs", "tol": 1e-12}, epochs=500, weight_decay=0.01, batch_size=None
+    )
     base = train_base(problem, flat_params(model), ds.x_train, ds.t_train, train)
     return ds, problem, base, train
 

@@ -78,7 +78,10 @@ def test_damping_restamps_only_the_nodes_that_read_it():
 
 
 def test_solver_seed_does_not_reselect_test_points_and_names_reach_only_the_tables():
-    changed = _changed(smoke_config(), smoke_config(influence__solver__seed=7))
+    base = smoke_config(influence__solver__batch_size=50)
+    changed = _changed(
+        base, smoke_config(influence__solver__batch_size=50, influence__solver__seed=7)
+    )
     assert changed == {"influence", "aggregate", "report"}
     assert _changed(smoke_config(), smoke_config(name="renamed")) == {"aggregate", "report"}
     changed = _changed(smoke_config(), smoke_config(select__seed=3))
