@@ -129,3 +129,11 @@ def test_dvc_stage_edges_equal_the_plan_edges():
         upstream = {owner[d] for d in stage["deps"] if d in owner}
         assert upstream == set(plan[name].upstream), name
         assert stage.get("params", []) == list(plan[name].reads), name
+
+
+def test_the_registry_knows_the_librarys_variants():
+    """tasks/registry.py stays torch-free, so it lists the variants itself: the same list."""
+    from pbrf.config import VARIANTS as LIBRARY
+    from tasks.registry import VARIANTS as REGISTRY
+
+    assert REGISTRY == LIBRARY
