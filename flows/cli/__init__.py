@@ -9,12 +9,15 @@ the setting or file and exit status 1; anything else is a bug and prints its tra
 from __future__ import annotations
 
 import sys
+import warnings
 
 from flows.cli.errors import report_error
 from flows.cli.parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torchvision's import-time use of a deprecated torch.jit API is not the user's concern
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
