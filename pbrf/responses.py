@@ -50,6 +50,7 @@ from pbrf.objectives import (
 )
 from pbrf.problem import Problem
 from pbrf.schedule import epoch_orders
+from pbrf.solvers.errors import NonPositiveScaleError
 from pbrf.trainer import (
     Progress,
     SGDSettings,
@@ -112,6 +113,10 @@ def lissa_scale(
         return float(scale)
     if top_eigenvalue is None:
         raise ValueError("scale='auto' needs the curvature's top eigenvalue")
+    if not top_eigenvalue + damping > 0:
+        raise NonPositiveScaleError(
+            top_eigenvalue=top_eigenvalue, damping=damping, scale_factor=scale_factor
+        )
     return scale_factor * (top_eigenvalue + damping)
 
 
