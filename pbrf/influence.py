@@ -214,19 +214,27 @@ def largest_curvature_eigenvalue(
     """
     _validate(problem, theta, x, t, theta[None], 0.0, curvature, chunk_size, None)
     op = _operator(problem, theta, x, t, curvature, chunk_size)
-    return _algebraic_top(op, theta, iters=iters, seed=seed, tol=tol)
+    return algebraic_top_eigenvalue(
+        op, theta.numel(), iters=iters, seed=seed, tol=tol, dtype=theta.dtype, device=theta.device
+    )
 
 
-def _algebraic_top(
-    op: Matvec, theta: Tensor, *, iters: int, seed: int = 0, tol: float = 1e-4
+def algebraic_top_eigenvalue(
+    op: Matvec,
+    d: int,
+    *,
+    iters: int = 30,
+    seed: int = 0,
+    tol: float = 1e-4,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[EigenEstimate, float | None]:
-    """:func:`largest_curvature_eigenvalue` on an operator."""
+    """:func:`largest_curvature_eigenvalue` for a symmetric operator on rows ``(k, d)``."""
 
     def power(matvec: Matvec) -> EigenEstimate:
         return power_iteration(
-            matvec, theta.numel(), iters=iters, tol=tol, dtype=theta.dtype, device=theta.device,
-            seed=seed,
-        )  # fmt: skip
+            matvec, d, iters=iters, tol=tol, dtype=dtype, device=device, seed=seed
+        )
 
     first = power(op)
     if first.value >= 0:
@@ -447,7 +455,10 @@ def _lissa(
     own_eigen = None  # the Hessian's λ_max: the algebraic top, not the largest magnitude
     if curvature == "hessian" and settings.scale == "auto" and top_eigenvalue is None:
         assert full is not None
-        own_eigen, _ = _algebraic_top(full, theta, iters=settings.power_iters)
+        own_eigen, _ = algebraic_top_eigenvalue(
+            full, theta.numel(), iters=settings.power_iters, dtype=theta.dtype,
+            device=theta.device,
+        )  # fmt: skip
         top_eigenvalue = own_eigen.value
     try:
         res = lissa(
