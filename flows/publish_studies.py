@@ -9,9 +9,8 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
-from tasks import artifacts, schemas
 from tasks.results import Results, num
-from tasks.study_sections import table8_rows
+from tasks.study_sections import read_detection_run, table8_rows
 
 
 def _key(text: str) -> str:
@@ -20,17 +19,7 @@ def _key(text: str) -> str:
 
 def detection_rows(out: Path, plan: Any) -> list[dict[str, Any]]:
     """One row per inspection order: share found at each inspected fraction, and the AUC."""
-    node = plan.of_step("detection")[0]
-
-    def read(name: str, schema: schemas.TableSchema):
-        return artifacts.read_table(
-            Path(out) / node.outputs[name], schema, step="detection", stamp=node.stamp
-        )
-
-    found, auc = (
-        read("mislabel_found", schemas.MISLABEL_FOUND),
-        read("mislabel_auc", schemas.MISLABEL_AUC),
-    )
+    found, auc = read_detection_run(out, plan)
     rows = []
     for r in auc.itertuples(index=False):
         row: dict[str, Any] = {"order": r.method, "auc": num(r.auc, 4)}

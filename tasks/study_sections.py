@@ -106,6 +106,25 @@ def read_detection(ctx: StepContext) -> tuple[pd.DataFrame, pd.DataFrame]:
     return found, auc
 
 
+def read_detection_run(root: Any, plan: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``(found, auc)`` tables of a finished run (stamps checked), outside a step."""
+    from pathlib import Path
+
+    from tasks import artifacts
+
+    node = plan.of_step("detection")[0]
+    found, auc = (
+        artifacts.read_table(
+            Path(root) / node.outputs[name], schema, step="detection", stamp=node.stamp
+        )
+        for name, schema in (
+            ("mislabel_found", schemas.MISLABEL_FOUND),
+            ("mislabel_auc", schemas.MISLABEL_AUC),
+        )
+    )
+    return found, auc
+
+
 def detection_markdown(found: pd.DataFrame, auc: pd.DataFrame) -> str:
     fractions = sorted(set(found["inspected"]))
     head = "| order | " + " | ".join(f"found at {q:.0%} inspected" for q in fractions) + " | AUC |"
