@@ -92,4 +92,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     from flows.publish import publish
 
     publish(out, cfg, plan)
+    from flows.publish_studies import publish_studies
+
+    publish_studies(out, cfg, plan)
     return {"out": os.fspath(out), "config": config, "nodes": nodes}

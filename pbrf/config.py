@@ -19,10 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pbrf.data.config import DataConfig
 from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
-from pbrf.solvers.settings import LissaSettings, SolverSettings
+from pbrf.solvers.settings import ExactSettings, LissaSettings, SolverSettings
 
-Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper"]
-VARIANTS: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
+Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage"]
+# the six variants a study trains unless retrain.variants says otherwise
+DEFAULT_VARIANTS: tuple[str, ...] = (
+    "cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper",
+)  # fmt: skip
+# every variant; opt-in: two_stage (Appendix F.2, Table 8: M + 1 warm-started models)
+VARIANTS: tuple[str, ...] = (*DEFAULT_VARIANTS, "two_stage")
 # the variants of Table 1, in the order of the decomposition chain
 CHAIN: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf")
 
@@ -166,7 +171,7 @@ class PBRFConfig(_Strict):
 class RetrainConfig(_Strict):
     """The optima of Table 1 (Appendix E.2), each trained for all M removals at once."""
 
-    variants: tuple[Variant, ...] = Field(VARIANTS, description="which optima to train")
+    variants: tuple[Variant, ...] = Field(DEFAULT_VARIANTS, description="which optima to train")
     epochs_fraction: float = Field(
         0.5, gt=0.0, description="retraining epochs as a fraction of K (paper: K/2)"
     )
@@ -197,6 +202,47 @@ class InfluenceConfig(_Strict):
         return _named(v)
 
 
+class MislabelConfig(_Strict):
+    """Mislabelled-example detection (Appendix F.3, Figure 6): corrupt labels, rank every
+    training example by its self-influence under influence functions and under the PBRF.
+
+    ``pbrf="paper"`` trains each example's PBRF with the paper's setting (K/2 epochs at
+    lr × ``retrain.pbrf.paper_lr_factor``), ``"matched"`` with the decomposition's PBRF schedule
+    (``retrain.pbrf``: LiSSA's horizon, or explicit epochs). Influence solves all N gradients
+    with ``solver`` (default: the float64 exact solve), ``rhs_chunk`` at a time.
+    """
+
+    fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="share of training labels replaced by another class"
+    )
+    seed: int = Field(0, ge=0, description="seed of which rows are corrupted and their labels")
+    solver: SolverSettings = Field(
+        default_factory=ExactSettings, description="iHVP solver of the N self-influences"
+    )
+    rhs_chunk: int | None = Field(
+        None, ge=1, description="training gradients per solve (None: all N at once)"
+    )
+    pbrf: Literal["paper", "matched"] = Field(
+        "paper", description="schedule of the N PBRFs: the paper's, or retrain.pbrf's"
+    )
+    shards: int = Field(1, ge=1, description="split the N PBRFs into this many nodes")
+    inspect: tuple[float, ...] = Field(
+        (0.1, 0.2, 0.3), description="inspected fractions reported in the table"
+    )
+
+    @field_validator("solver", mode="before")
+    @classmethod
+    def _solver_by_name(cls, v: Any) -> Any:
+        return _named(v)
+
+    @field_validator("inspect")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0.0 < f <= 1.0 for f in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"must be increasing fractions in (0, 1], got {list(v)}")
+        return v
+
+
 class StudyConfig(_Strict):
     """Everything one decomposition study needs (Section 6, Appendix E)."""
 
@@ -214,6 +260,9 @@ class StudyConfig(_Strict):
         "float64", description="precision of test losses and output distances"
     )
     device: str = Field("cpu", description="cpu, cuda, cuda:N or mps")
+    mislabel: MislabelConfig | None = Field(
+        None, description="mislabelled-example detection (Figure 6); null: not run"
+    )
 
     @field_validator("model", mode="before")
     @classmethod
@@ -251,7 +300,36 @@ class StudyConfig(_Strict):
                 f"({self.select.num_removals})"
             )
         self._check_horizon()
+        self._check_mislabel(facts, n_train)
         return self
+
+    def _check_mislabel(self, facts: Any, n_train: int) -> None:
+        ml = self.mislabel
+        if ml is None:
+            return
+        if facts.task not in ("multiclass", "binary"):
+            raise ValueError(
+                f"mislabel: label corruption needs a classification data set; "
+                f"data.name={self.data.name} is a {facts.task} task"
+            )
+        count = round(ml.fraction * n_train)
+        if not 0 < count < n_train:
+            raise ValueError(
+                f"mislabel.fraction: {ml.fraction} of the {n_train} training examples "
+                f"corrupts {count}; it must corrupt at least one and not all"
+            )
+        if ml.shards > n_train:
+            raise ValueError(
+                f"mislabel.shards ({ml.shards}) exceeds the {n_train} training examples"
+            )
+        if ml.pbrf == "matched" and self.retrain.pbrf.horizon == "matched":
+            solver, opt = self.influence.solver.name, self.train.optimizer.name
+            if solver != "lissa" or opt not in ("sgd", "momentum"):
+                raise ValueError(
+                    "mislabel.pbrf: 'matched' with retrain.pbrf.horizon='matched' needs LiSSA "
+                    f"and SGD or momentum (influence.solver.name={solver}, "
+                    f"train.optimizer.name={opt}); use mislabel.pbrf='paper'"
+                )
 
     def _check_model(self, facts: Any) -> None:
         kinds, tasks = MODEL_INPUTS[self.model.name]

@@ -37,6 +37,8 @@ from pbrf.solvers import (
     CGSettings,
     EigenEstimate,
     ExactSettings,
+    HessianDivergenceError,
+    LissaDivergenceError,
     LissaSettings,
     SolverSettings,
     conjugate_gradient,
@@ -188,6 +190,79 @@ def top_curvature_eigenvalue(
     return power_iteration(
         op, theta.numel(), iters=iters, tol=tol, dtype=theta.dtype, device=theta.device, seed=seed
     )
+
+
+def largest_curvature_eigenvalue(
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    *,
+    curvature: Curvature = "gnh",
+    iters: int = 30,
+    seed: int = 0,
+    tol: float = 1e-4,
+    chunk_size: int | None = None,
+) -> tuple[EigenEstimate, float | None]:
+    """``(λ_max, λ_min or None)``: the algebraically largest eigenvalue of the curvature — what
+    LiSSA's σ must exceed — and, when power iteration's largest-magnitude eigenvalue came out
+    negative (an indefinite Hessian), that eigenvalue λ_min.
+
+    For the GNH (PSD) this is :func:`top_curvature_eigenvalue`. A negative first estimate ν is
+    followed by power iteration on ``C − νI``, whose largest-magnitude eigenvalue is
+    ``λ_max − ν > 0``; the returned estimate is converged only when both runs were.
+    """
+    _validate(problem, theta, x, t, theta[None], 0.0, curvature, chunk_size, None)
+    op = _operator(problem, theta, x, t, curvature, chunk_size)
+    return algebraic_top_eigenvalue(
+        op, theta.numel(), iters=iters, seed=seed, tol=tol, dtype=theta.dtype, device=theta.device
+    )
+
+
+def algebraic_top_eigenvalue(
+    op: Matvec,
+    d: int,
+    *,
+    iters: int = 30,
+    seed: int = 0,
+    tol: float = 1e-4,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[EigenEstimate, float | None]:
+    """:func:`largest_curvature_eigenvalue` for a symmetric operator on rows ``(k, d)``."""
+
+    def power(matvec: Matvec) -> EigenEstimate:
+        return power_iteration(
+            matvec, d, iters=iters, tol=tol, dtype=dtype, device=device, seed=seed
+        )
+
+    first = power(op)
+    if first.value >= 0:
+        return first, None
+    nu = first.value
+    shifted = power(lambda v: op(v) - nu * v)
+    top = EigenEstimate(
+        shifted.value + nu, first.iterations + shifted.iterations,
+        first.converged and shifted.converged,
+    )  # fmt: skip
+    return top, nu
+
+
+def bottom_eigenvalue(op: Matvec, theta: Tensor, shift: float, iters: int) -> float | None:
+    """λ_min of a symmetric operator whose spectrum lies below ``shift`` (LiSSA's σ), by power
+    iteration on ``op − shift·I`` (every eigenvalue negative, the largest in magnitude is
+    ``λ_min − shift``); ``None`` if the estimate is not finite."""
+    est = power_iteration(
+        lambda v: op(v) - shift * v, theta.numel(), iters=iters, dtype=theta.dtype,
+        device=theta.device,
+    )  # fmt: skip
+    value = est.value + shift
+    return value if math.isfinite(value) else None
+
+
+_DIVERGENCE_FIELDS = (
+    "step", "depth", "repeat", "ratio", "bound", "scale", "damping", "top_eigenvalue", "rhs",
+)  # fmt: skip
 
 
 def inverse_curvature_product(
@@ -377,29 +452,54 @@ def _lissa(
     else:
         gen = torch.Generator().manual_seed(settings.seed)
         matvec = sampled_matvec(problem, theta, x, t, batch, gen, curvature)
-    res = lissa(
-        matvec,
-        v,
-        depth=settings.depth,
-        scale=settings.scale,
-        damping=damping,
-        repeats=settings.repeats,
-        scale_factor=settings.scale_factor,
-        top_eigenvalue=top_eigenvalue,
-        eigen_matvec=full,
-        power_iters=settings.power_iters,
-        progress=progress,
-    )
-    source = "given" if top_eigenvalue is not None else "power_iteration" if res.eigen else None
+    own_eigen = None  # the Hessian's λ_max: the algebraic top, not the largest magnitude
+    if curvature == "hessian" and settings.scale == "auto" and top_eigenvalue is None:
+        assert full is not None
+        own_eigen, _ = algebraic_top_eigenvalue(
+            full, theta.numel(), iters=settings.power_iters, dtype=theta.dtype,
+            device=theta.device,
+        )  # fmt: skip
+        top_eigenvalue = own_eigen.value
+    try:
+        res = lissa(
+            matvec,
+            v,
+            depth=settings.depth,
+            scale=settings.scale,
+            damping=damping,
+            repeats=settings.repeats,
+            scale_factor=settings.scale_factor,
+            top_eigenvalue=top_eigenvalue,
+            eigen_matvec=full,
+            power_iters=settings.power_iters,
+            progress=progress,
+        )
+    except LissaDivergenceError as exc:
+        if curvature != "hessian":
+            raise
+        op = full or _operator(problem, theta, x, t, curvature, chunk_size)
+        raise HessianDivergenceError(
+            min_eigenvalue=bottom_eigenvalue(op, theta, exc.scale, settings.power_iters),
+            **{k: getattr(exc, k) for k in _DIVERGENCE_FIELDS},
+        ) from exc
+    eigen = res.eigen or own_eigen
+    source = "power_iteration" if eigen else "given" if top_eigenvalue is not None else None
     info = {
         "scale": res.scale,
         "top_eigenvalue": res.top_eigenvalue,
         "top_eigenvalue_source": source,
-        "power_iterations": res.eigen.iterations if res.eigen else None,
-        "power_converged": res.eigen.converged if res.eigen else None,
+        "power_iterations": eigen.iterations if eigen else None,
+        "power_converged": eigen.converged if eigen else None,
         "depth": res.depth,
         "repeats": res.repeats,
         "batch_size": batch,
         "horizon": res.horizon,
     }
-    return IHVPResult(res.x, "lissa", res.converged, res.warnings, info)
+    warnings = res.warnings
+    if own_eigen is not None and not own_eigen.converged:
+        warnings += (
+            f"power iteration did not converge in {own_eigen.iterations} iteration(s) "
+            f"(λ_max estimate {own_eigen.value:.4g}); σ = {settings.scale_factor:g} · "
+            "(λ_max + λ) may be too small",
+        )
+    return IHVPResult(res.x, "lissa", res.converged and not warnings, warnings, info)

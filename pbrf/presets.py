@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbrf.config import StudyConfig
+from pbrf.study_presets import STUDY_PRESETS
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ PRESETS: dict[str, Preset] = {
         paper_row=("mlp", "concrete"),
     ),
 }
+
+# The appendix studies' presets (Figure 6), each with a `smoke` scale.
+PRESETS.update({name: Preset(**row) for name, row in STUDY_PRESETS.items()})
 
 DEFAULT_PRESET = "digits-mlp"
 

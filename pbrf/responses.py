@@ -9,7 +9,13 @@ proximal           Eq. 7  (+ λ/2‖θ−θˢ‖²)                       θˢ  
 pbrf               Eq. 8  (Bregman, −εℓ_z, proximal)           θˢ    K.., η × lr_factor
 linearized_pbrf    Eq. 11 (quadratic via jvp)                  θˢ    K.., η × lr_factor
 pbrf_paper         Eq. 8, the paper's setting                  θˢ    K.. for K/2 epochs, η/10
+two_stage          Eq. 2 minus Eq. 2 at ε = 0 (Appendix F.2)   θˢ    K.., η
 =================  ==========================================  ====  ============================
+
+**Two-stage LOO** (Appendix F.2, Table 8) trains M + 1 warm-started models on the same batches:
+the M removals and one on the full data (ε = 0, shared by every removal); the response is their
+difference ``Δ_m = (θ_{−z_m} − θˢ) − (θ_full − θˢ)``, added to θˢ. Subtracting the full-data
+run removes the effect of training longer, which a non-converged network shows as an O(1) drift.
 
 Every variant returns its optima as displacements ``Δ = θ − θˢ`` (see :mod:`pbrf.objectives`):
 the warm-started ones are trained as displacements from the start, so updates far below the
@@ -44,6 +50,7 @@ from pbrf.objectives import (
 )
 from pbrf.problem import Problem
 from pbrf.schedule import epoch_orders
+from pbrf.solvers.errors import NonPositiveScaleError
 from pbrf.trainer import (
     Progress,
     SGDSettings,
@@ -106,6 +113,10 @@ def lissa_scale(
         return float(scale)
     if top_eigenvalue is None:
         raise ValueError("scale='auto' needs the curvature's top eigenvalue")
+    if not top_eigenvalue + damping > 0:
+        raise NonPositiveScaleError(
+            top_eigenvalue=top_eigenvalue, damping=damping, scale_factor=scale_factor
+        )
     return scale_factor * (top_eigenvalue + damping)
 
 
@@ -204,6 +215,7 @@ def variant_objective(
         "pbrf": (bregman, False, with_anchor_outputs),
         "pbrf_paper": (bregman, False, with_anchor_outputs),
         "linearized_pbrf": (linearized, False, None),
+        "two_stage": (downweighted, True, None),
     }
     if variant not in table:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -330,6 +342,11 @@ def retrain(
     epochs, then continues with epochs K.. of the same seed; the others start from θˢ on those
     continuation epochs. ``schedule`` gives the epochs from θˢ and the learning-rate factor.
     """
+    if variant == "two_stage":
+        return _two_stage(
+            problem, base, x, t, removed, train=train, damping=damping, schedule=schedule,
+            epsilon=epsilon, progress=progress,
+        )  # fmt: skip
     n = x.shape[0]
     eps = 1.0 / n if epsilon is None else epsilon
     m = removed.shape[0]
@@ -391,6 +408,44 @@ def retrain(
         settings.lr,
         checkpoints=checkpoints,
         checkpoint_epochs=monitor,
+    )
+
+
+# a removal index that matches no example: the full-data model of a two-stage run
+NO_REMOVAL = -1
+
+
+def _two_stage(
+    problem: Problem,
+    base: BaseRun,
+    x: Tensor,
+    t: Tensor,
+    removed: Tensor,
+    *,
+    train: TrainConfig,
+    damping: float,
+    schedule: Schedule,
+    epsilon: float | None,
+    progress: Progress | None,
+) -> Response:
+    """Two-stage LOO (Appendix F.2): M warm-started removals and one full-data run (ε = 0 via a
+    removal row that matches no example), trained as one vectorized run on the same batches;
+    returns ``Δ_m = δ_m − δ_full`` with the other fields of the M removal models."""
+    m = removed.shape[0]
+    full = torch.full((1, removed.shape[1]), NO_REMOVAL, dtype=removed.dtype, device=removed.device)
+    res = retrain(
+        "warm", problem, base, x, t, torch.cat([removed, full]), train=train, damping=damping,
+        schedule=schedule, epsilon=epsilon, progress=progress,
+    )  # fmt: skip
+    return Response(
+        res.delta[:m] - res.delta[m:],
+        res.epoch_loss[:, :m],
+        res.epochs,
+        res.lr,
+        converged=None if res.converged is None else res.converged[:m] & res.converged[m],
+        grad_norm=None if res.grad_norm is None else res.grad_norm[:m],
+        checkpoints=None if res.checkpoints is None else res.checkpoints[:, :m],
+        checkpoint_epochs=res.checkpoint_epochs,
     )
 
 

@@ -7,7 +7,7 @@ does not redo it.
 
 from __future__ import annotations
 
-from pbrf.influence import top_curvature_eigenvalue
+from pbrf.influence import largest_curvature_eigenvalue
 from tasks import schemas
 from tasks.context import StepContext
 from tasks.runtime import build_problem, load_data, load_theta
@@ -19,9 +19,17 @@ def curvature(ctx: StepContext) -> None:
     problem, _ = build_problem(cfg, ds)
     theta_s = load_theta(ctx, problem, "theta_s")
     iters = getattr(cfg.influence.solver, "power_iters", 30)
-    est = top_curvature_eigenvalue(
+    # the algebraic λ_max: on an indefinite Hessian power iteration may first find the most
+    # negative eigenvalue, which is then recorded as a warning
+    est, negative = largest_curvature_eigenvalue(
         problem, theta_s, ds.x_train, ds.t_train, curvature=cfg.influence.curvature, iters=iters
     )
+    if negative is not None:
+        ctx.warn(
+            f"curvature: the {cfg.influence.curvature} at θˢ is indefinite — power iteration "
+            f"found an eigenvalue ≈ {negative:.4g} larger in magnitude than λ_max ≈ "
+            f"{est.value:.4g}; the LiSSA series converges only for damping > {-negative:.3g}"
+        )
     if not est.converged:
         ctx.warn(
             f"curvature: power iteration did not converge in {est.iterations} iterations "

@@ -24,7 +24,7 @@ from typing import Any
 Params = Mapping[str, Any]  # a node's parameters, e.g. {"variant": "pbrf", "shard": 0}
 Config = Mapping[str, Any]  # the config as a JSON-like dict (StudyConfig.model_dump)
 
-VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
+VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,17 @@ def needs_spectrum(cfg: Config) -> bool:
     """λ_max of the curvature is needed: LiSSA's automatic scale, or a matched PBRF horizon."""
     auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
     pbrf = {"pbrf", "linearized_pbrf"} & set(get_key(cfg, "retrain.variants"))
-    return auto or bool(pbrf and matched(cfg))
+    return auto or bool(pbrf and matched(cfg)) or _mislabel_matched(cfg)
+
+
+def mislabel(cfg: Config) -> bool:
+    """Mislabelled-example detection runs (``mislabel`` is set)."""
+    return cfg.get("mislabel") is not None
+
+
+def _mislabel_matched(cfg: Config) -> bool:
+    """The N PBRFs of the detection study use the horizon-matched schedule."""
+    return mislabel(cfg) and get_key(cfg, "mislabel.pbrf") == "matched" and matched(cfg)
 
 
 def _variant_shards(cfg: Config) -> list[dict[str, Any]]:
@@ -105,7 +115,7 @@ _SCALE = ("influence.solver.scale_factor",)
 
 def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
     v = p["variant"]
-    if v in ("cold", "warm"):
+    if v in ("cold", "warm", "two_stage"):
         return ("retrain.epochs_fraction",)
     if v == "proximal":
         return ("retrain.epochs_fraction", "damping")
@@ -136,6 +146,30 @@ def _influence_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     return base + (("spectrum",) if auto else ())
 
 
+def _prepare_reads(cfg: Config, p: Params) -> tuple[str, ...]:
+    return ("data", *(("mislabel.fraction", "mislabel.seed") if mislabel(cfg) else ()))
+
+
+def _mislabel_shards(cfg: Config) -> list[dict[str, Any]]:
+    shards = int(get_key(cfg, "mislabel.shards"))
+    return [{"shard": s, "shards": shards} for s in range(shards)]
+
+
+def _self_pbrf_reads(cfg: Config, p: Params) -> tuple[str, ...]:
+    variant = "pbrf" if get_key(cfg, "mislabel.pbrf") == "matched" else "pbrf_paper"
+    return ("mislabel.pbrf", *_retrain_reads(cfg, {"variant": variant}))
+
+
+def _self_pbrf_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
+    return ("dataset", "theta_s", *(("spectrum",) if _mislabel_matched(cfg) and auto else ()))
+
+
+def _report_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("gaps", "correlations", "test_loss_changes", "horizons", "precision", "convergence")
+    return (*base, "solver", *(("mislabel_found", "mislabel_auc") if mislabel(cfg) else ()))
+
+
 def _aggregate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     return (
         "dataset",
@@ -160,7 +194,7 @@ STEPS: dict[str, Step] = {
             name="prepare",
             function="tasks.prepare:prepare",
             doc="split, standardize and store the data set",
-            reads=("data",),
+            reads=_prepare_reads,
             outputs={"dataset": "prepare/dataset.pt"},
         ),
         Step(
@@ -228,6 +262,40 @@ STEPS: dict[str, Step] = {
             },
         ),
         Step(
+            name="self_influence",
+            function="tasks.mislabel:self_influence",
+            doc="Figure 6: ε g_zᵀ(C + λI)⁻¹g_z for every training example z",
+            reads=("mislabel.solver", "mislabel.rhs_chunk", "influence.curvature", "damping"),
+            inputs=("dataset", "theta_s"),
+            enabled=mislabel,
+            forward_ad=lambda p: True,
+            outputs={"mislabel_influence": "mislabel/influence.parquet"},
+        ),
+        Step(
+            name="self_pbrf",
+            function="tasks.mislabel:self_pbrf",
+            doc="Figure 6: one PBRF per training example (a shard), the change of its own loss",
+            reads=_self_pbrf_reads,
+            inputs=_self_pbrf_inputs,
+            instances=_mislabel_shards,
+            enabled=mislabel,
+            outputs={"mislabel_pbrf": "mislabel/pbrf/shard-{shard}/scores.parquet"},
+        ),
+        Step(
+            name="detection",
+            function="tasks.detection:detection",
+            doc="Figure 6: corrupted examples found vs inspected (IF, PBRF, random), AUCs",
+            reads=("mislabel.inspect",),
+            inputs=("dataset", "mislabel_influence", "mislabel_pbrf"),
+            enabled=mislabel,
+            outputs={
+                "mislabel_curve": "mislabel/curve.parquet",
+                "mislabel_found": "mislabel/found.parquet",
+                "mislabel_auc": "mislabel/auc.parquet",
+                "figure6": "mislabel/figure6_mislabel_detection.png",
+            },
+        ),
+        Step(
             name="aggregate",
             function="tasks.aggregate:aggregate",
             doc="gaps (Table 5), correlations (Table 2) with intervals, horizons, precision",
@@ -247,15 +315,7 @@ STEPS: dict[str, Step] = {
             name="report",
             function="tasks.report:report",
             doc="report.md, figures, metrics.json and plot CSVs",
-            inputs=(
-                "gaps",
-                "correlations",
-                "test_loss_changes",
-                "horizons",
-                "precision",
-                "convergence",
-                "solver",
-            ),
+            inputs=_report_inputs,
             outputs={
                 "figure1": "report/figure1_test_loss_scatter.png",
                 "figure4": "report/figure4_gaps.png",

@@ -253,7 +253,7 @@ def _save(fig: Figure, path: Path) -> None:
 def scatter_figure(res: Results, path: Path) -> None:
     wide = res.wide_changes()
     corr = {r.reference: r for r in res.correlations.itertuples(index=False)}
-    refs = [v for v in ("cold", "warm", "pbrf", "pbrf_paper") if v in wide.columns]
+    refs = [v for v in ("cold", "warm", "pbrf", "pbrf_paper", "two_stage") if v in wide.columns]
     fig = Figure(figsize=(4.0 * max(1, len(refs)), 4.0), layout="constrained")
     axes = fig.subplots(1, max(1, len(refs)), squeeze=False)[0]
     x = wide["influence"].to_numpy()
@@ -315,8 +315,10 @@ def report(ctx: StepContext) -> None:
     wide = res.wide_changes().reindex(columns=["removal_id", "influence", *SOURCE_TITLES])
     _write_csv(wide, ctx.output_path("changes_csv"))
     _write_csv(res.gaps[["gap", "mean", "ci_low", "ci_high", "n"]], ctx.output_path("gaps_csv"))
-    write_json(ctx.output_path("metrics"), res.metrics())
-    write_text(ctx.output_path("report_md"), report_markdown(res, meta))
+    from tasks.study_sections import study_metrics, study_sections
+
+    write_json(ctx.output_path("metrics"), {**res.metrics(), **study_metrics(ctx)})
+    write_text(ctx.output_path("report_md"), report_markdown(res, meta) + study_sections(ctx, res))
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -32,6 +32,7 @@ SOURCE_TITLES = {
     "linearized_pbrf": "Linearized PBRF",
     "pbrf_paper": "PBRF (paper setting)",
     "influence_params": "IF parameters θˢ + Δ_IF",
+    "two_stage": "Two-Stage LOO",
 }
 TABLE2_REFERENCES = ("cold", "warm", "pbrf")
 AGGREGATES = {

@@ -14,8 +14,8 @@ does not invalidate downstream steps (Prefect cache keys and DVC both hash input
 Conventions: ``removal_id`` numbers the M removal sets ``0..M−1`` in the order of
 ``select/removed.parquet``; a "test-loss change" is ``L_test(θ) − L_test(θˢ)``, the mean loss on the
 selected test points (no regularizer), so positive means removal hurt; ``variant`` is one of
-``cold, warm, proximal, pbrf, linearized_pbrf, pbrf_paper`` and ``source`` additionally
-``influence``. Responses are stored as displacements Δ = θ − θˢ (``delta.pt``).
+``cold, warm, proximal, pbrf, linearized_pbrf, pbrf_paper`` (or the opt-in ``two_stage``) and
+``source`` additionally ``influence``. Responses are stored as displacements Δ = θ − θˢ (``delta.pt``).
 """
 
 from __future__ import annotations
@@ -269,3 +269,74 @@ def describe() -> str:
             lines.append(f"| `{f.name}` | {f.type} | {f.metadata[b'doc'].decode()} |")
         lines.append("")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- mislabel detection
+# (Appendix F.3, Figure 6; run when ``mislabel`` is set)
+
+MISLABEL_INFLUENCE = _t(
+    "mislabel_influence",
+    "mislabel/influence.parquet — self-influence of every training example under influence "
+    "functions, ε = 1/N, on the corrupted labels.",
+    ("train_index", _i64, "row of the training split"),
+    ("corrupted", _bool, "its label was corrupted"),
+    ("self_influence", _f64, "ε g_zᵀ (C + λI)⁻¹ g_z (float64)"),
+    ("solver_converged", _bool, "the solve of this example's chunk met its tolerance"),
+)
+
+MISLABEL_PBRF = _t(
+    "mislabel_pbrf",
+    "mislabel/pbrf/shard-<i>/scores.parquet — one PBRF (Eq. 8) per training example of the "
+    "shard, and the change of that example's own loss, evaluated in eval_dtype.",
+    ("train_index", _i64, "row of the training split (the removed example)"),
+    ("corrupted", _bool, "its label was corrupted"),
+    ("loss_before", _f64, "ℓ_z(θˢ)"),
+    ("loss_after", _f64, "ℓ_z(θˢ + Δ_z), Δ_z the PBRF optimum that removes z"),
+    ("self_influence", _f64, "loss_after − loss_before"),
+    ("tail_decrease", _f64, "share of the PBRF objective's decrease made in the last 10 %"),
+)
+
+MISLABEL_CURVE = _t(
+    "mislabel_curve",
+    "mislabel/curve.parquet — the detection curve: share of corrupted examples found after "
+    "inspecting the k highest-scoring examples, k = 0..N (random: its expected value k/N).",
+    ("method", _str, "influence | pbrf | random"),
+    ("examples", _i64, "k, examples inspected"),
+    ("inspected", _f64, "k/N"),
+    ("found", _f64, "share of the corrupted examples among the k inspected"),
+)
+
+MISLABEL_FOUND = _t(
+    "mislabel_found",
+    "mislabel/found.parquet — share of corrupted examples found at each mislabel.inspect "
+    "fraction; for random, the hypergeometric mean and exact 95 % interval.",
+    ("method", _str, "influence | pbrf | random"),
+    ("inspected", _f64, "fraction of the training set inspected"),
+    ("examples", _i64, "round(inspected·N)"),
+    ("found", _f64, "share of the corrupted examples found"),
+    ("low", _f64, "random: 2.5 % quantile (null otherwise)"),
+    ("high", _f64, "random: 97.5 % quantile (null otherwise)"),
+)
+
+MISLABEL_AUC = _t(
+    "mislabel_auc",
+    "mislabel/auc.parquet — area under each detection curve (mean share found over budgets "
+    "k = 1..N); for random, its exact mean (N + 1)/(2N) and a normal 95 % interval from the "
+    "closed-form variance (N + 1)(N − C)/(12N²C).",
+    ("method", _str, "influence | pbrf | random"),
+    ("auc", _f64, "area under the detection curve"),
+    ("low", _f64, "random: 95 % interval, lower end (null otherwise)"),
+    ("high", _f64, "random: 95 % interval, upper end (null otherwise)"),
+    ("n", _i64, "N, training examples"),
+    ("corrupted", _i64, "C, corrupted examples"),
+    ("note", _str, "solver or training warnings behind this ranking ('' when none)"),
+)
+
+ALL_TABLES = (
+    *ALL_TABLES,
+    MISLABEL_INFLUENCE,
+    MISLABEL_PBRF,
+    MISLABEL_CURVE,
+    MISLABEL_FOUND,
+    MISLABEL_AUC,
+)

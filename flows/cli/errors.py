@@ -36,9 +36,25 @@ def _validation_message(exc) -> str:
 
 def _hint(exc: Exception) -> str:
     """The config keys that address a known numerical failure."""
-    from pbrf.solvers import LissaDivergenceError
+    from pbrf.solvers import HessianDivergenceError, LissaDivergenceError, NonPositiveScaleError
     from pbrf.trainer import NonFiniteLossError
 
+    if isinstance(exc, HessianDivergenceError):
+        need = (
+            f" above {-exc.min_eigenvalue:.3g}"
+            if exc.min_eigenvalue is not None and exc.min_eigenvalue + exc.damping < 0
+            else ""
+        )
+        return (
+            f" Raise damping{need}, or use influence.curvature=gnh; influence.solver.scale and "
+            "influence.solver.scale_factor only set σ and cannot remove a negative eigenvalue."
+        )
+    if isinstance(exc, NonPositiveScaleError):
+        return (
+            f" Set damping above {-exc.top_eigenvalue:.3g}, or influence.solver.scale to a fixed "
+            "σ > 0 (then damping must still exceed the most negative eigenvalue), or use "
+            "influence.curvature=gnh."
+        )
     if isinstance(exc, LissaDivergenceError):
         return (
             " Set influence.solver.scale higher, or raise influence.solver.scale_factor "
@@ -55,7 +71,7 @@ def report_error(exc: Exception, *, debug: bool = False) -> int:
     """Print one line for a known failure and return its exit status; re-raise bugs."""
     from pydantic import ValidationError
 
-    from pbrf.solvers import LissaDivergenceError
+    from pbrf.solvers import LissaDivergenceError, NonPositiveScaleError
     from pbrf.trainer import NonFiniteLossError
     from tasks.artifacts import ArtifactError
 
@@ -65,7 +81,7 @@ def report_error(exc: Exception, *, debug: bool = False) -> int:
         code, msg = EXIT_CONFIG, _validation_message(exc)
     elif isinstance(exc, ConfigError):
         code, msg = EXIT_CONFIG, str(exc)
-    elif isinstance(exc, NonFiniteLossError | LissaDivergenceError):
+    elif isinstance(exc, NonFiniteLossError | LissaDivergenceError | NonPositiveScaleError):
         code, msg = EXIT_RUNTIME, str(exc) + _hint(exc)
     elif isinstance(exc, ArtifactError | RuntimeFailure | FileNotFoundError):
         code, msg = EXIT_RUNTIME, str(exc)

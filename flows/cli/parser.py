@@ -104,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(dv)
     dv.set_defaults(func=_lazy("flows.cli.dvc", "cmd_dvc"))
 
+    hs = sub.add_parser(
+        "hessian",
+        help="run a study with GNH and with Hessian influence: Tables 4/7 beside 5/6",
+    )
+    hs.add_argument("preset", nargs="?", help="preset name (see `pbrf presets`)")
+    hs.add_argument("--scale", help="preset scale, e.g. smoke")
+    _add_set(hs)
+    hs.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
+    hs.add_argument("--out", help="directory of both runs (default runs/<preset>-curvature)")
+    hs.add_argument("--refresh", action="store_true", help="recompute every step")
+    hs.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_debug(hs)
+    hs.set_defaults(func=_lazy("flows.cli.hessian", "cmd_hessian"))
+
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     fe = dsub.add_parser("fetch", help="download a data set's files (or say where to put them)")

@@ -41,9 +41,34 @@ def print_results(out: Path, cfg: Any) -> list[str]:
     print()
     for r in res.horizons.itertuples(index=False):
         print(f"horizon: {r.message}")
-    warnings = res.warnings()
+    notes = _print_detection(out, cfg) if cfg.mislabel is not None else []
+    warnings = res.warnings() + notes
     if warnings:
         print()
         for w in warnings:
             print(f"warning: {w}")
     return warnings
+
+
+def _print_detection(out: Path, cfg: Any) -> list[str]:
+    """Figure 6 as a table: share of corrupted labels found at each inspected fraction, AUC;
+    returns the rankings' warnings (an unconverged solve, PBRFs still falling)."""
+    from tasks.plan import build_plan
+    from tasks.study_sections import METHOD_TITLES, read_detection_run
+
+    found, auc = read_detection_run(out, build_plan(cfg.model_dump(mode="json")))
+    fractions = sorted(set(found["inspected"]))
+    rows = []
+    for r in auc.itertuples(index=False):
+        f = found[found["method"] == r.method].set_index("inspected")
+        interval = r.method == "random"
+        cells = [
+            f"{f.loc[q, 'found']:.3f}"
+            + (f" [{f.loc[q, 'low']:.3f}, {f.loc[q, 'high']:.3f}]" if interval else "")
+            for q in fractions
+        ]
+        auc_cell = f"{r.auc:.3f}" + (f" [{r.low:.3f}, {r.high:.3f}]" if interval else "")
+        rows.append([METHOD_TITLES[r.method], *cells, auc_cell])
+    print()
+    print_table(rows, ["mislabel (Figure 6)", *[f"found @{q:.0%}" for q in fractions], "AUC"])
+    return [f"mislabel {r.method}: {r.note}" for r in auc.itertuples(index=False) if r.note]

@@ -5,7 +5,12 @@ a model; :func:`pbrf.influence.inverse_curvature_product` connects them to a mod
 """
 
 from pbrf.solvers.cg import CGResult, conjugate_gradient
-from pbrf.solvers.errors import LissaDivergenceError, NotPositiveDefiniteError
+from pbrf.solvers.errors import (
+    HessianDivergenceError,
+    LissaDivergenceError,
+    NonPositiveScaleError,
+    NotPositiveDefiniteError,
+)
 from pbrf.solvers.exact import DirectResult, dense_solve, dual_solve, exact_solve
 from pbrf.solvers.lissa import LissaResult, lissa
 from pbrf.solvers.power import EigenEstimate, power_iteration, top_eigenvalue
@@ -24,9 +29,11 @@ __all__ = [
     "DirectResult",
     "EigenEstimate",
     "ExactSettings",
+    "HessianDivergenceError",
     "LissaDivergenceError",
     "LissaResult",
     "LissaSettings",
+    "NonPositiveScaleError",
     "NotPositiveDefiniteError",
     "SolverSettings",
     "conjugate_gradient",

@@ -59,6 +59,57 @@ class LissaDivergenceError(FloatingPointError):
         return (_rebuild, (type(self), self.__dict__.copy()))
 
 
+class HessianDivergenceError(LissaDivergenceError):
+    """LiSSA diverged on the Hessian (Tables 4, 7) because it is indefinite: an eigenvalue
+    ``λ_min`` below ``−λ`` makes ``1 − (λ_min + λ)/σ > 1``, so the series grows along that
+    direction by that factor per step whatever the scale σ. Only ``λ > −λ_min`` converges; a
+    larger σ merely slows the growth (and shortens the horizon T/σ).
+    ``min_eigenvalue`` is a power-iteration estimate (``None`` when it could not be made)."""
+
+    def __init__(self, *, min_eigenvalue: float | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.min_eigenvalue = min_eigenvalue
+        damping, top = kwargs["damping"], kwargs["top_eigenvalue"]
+        if min_eigenvalue is not None and min_eigenvalue + damping < 0:
+            why = (
+                f"the Hessian is indefinite: its most negative eigenvalue λ_min ≈ "
+                f"{min_eigenvalue:.4g} lies below −λ = {-damping:.4g}, so the series grows along "
+                f"it by (1 + {-(min_eigenvalue + damping):.3g}/σ) per step; it converges only "
+                f"for damping λ > {-min_eigenvalue:.3g} (a larger σ only slows the growth)"
+            )
+        else:
+            why = (
+                "the curvature is the Hessian, which can be indefinite: the series converges "
+                "only when σ > λ_max + λ and every eigenvalue exceeds −λ"
+            )
+        self.args = (
+            f"LiSSA diverged on the Hessian at step {self.step} of {self.depth} (repeat "
+            f"{self.repeat}): ‖h_t‖/‖v‖ = {self.ratio:.3g} exceeds the bound {self.bound:.3g}. "
+            f"Scale σ = {self.scale:.4g}, damping λ = {damping:g}, top eigenvalue λ_max = "
+            f"{'not estimated' if top is None else f'{top:.4g}'}; {why}.",
+        )
+
+
+class NonPositiveScaleError(ValueError):
+    """``scale='auto'`` gave σ = scale_factor·(λ_max + λ) ≤ 0: the top-eigenvalue estimate plus
+    the damping is not positive (power iteration returns the eigenvalue of largest magnitude,
+    negative when the Hessian's most negative eigenvalue dominates)."""
+
+    def __init__(self, *, top_eigenvalue: float, damping: float, scale_factor: float) -> None:
+        self.top_eigenvalue = top_eigenvalue
+        self.damping = damping
+        self.scale_factor = scale_factor
+        super().__init__(
+            f"LiSSA's scale='auto' sets σ = scale_factor · (λ_max + λ) = {scale_factor:g} · "
+            f"({top_eigenvalue:.4g} + {damping:g}) ≤ 0: the curvature's eigenvalue estimate "
+            f"λ_max = {top_eigenvalue:.4g} plus the damping λ = {damping:g} is not positive "
+            "(a negative estimate means the curvature — the Hessian — is indefinite)"
+        )
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
 class NotPositiveDefiniteError(ValueError):
     """Conjugate gradients met a direction ``p`` with ``pᵀ(C + λI)p ≤ 0``: the damped
     curvature is not positive definite, so Eq. 50 has no minimizer."""

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from pbrf.curvature import Matvec
-from pbrf.solvers.errors import LissaDivergenceError
+from pbrf.solvers.errors import LissaDivergenceError, NonPositiveScaleError
 from pbrf.solvers.power import EigenEstimate, power_iteration
 
 __all__ = ["LissaDivergenceError", "LissaResult", "lissa"]
@@ -105,8 +105,8 @@ def lissa(
     if scale == "auto":
         assert eig is not None
         if not eig + damping > 0:
-            raise ValueError(
-                f"scale='auto' needs λ_max + λ > 0, got λ_max = {eig:.4g} and λ = {damping:g}"
+            raise NonPositiveScaleError(
+                top_eigenvalue=eig, damping=damping, scale_factor=scale_factor
             )
         sigma = scale_factor * (eig + damping)
     else:
