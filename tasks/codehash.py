@@ -53,21 +53,27 @@ def _imports(path: Path, module: str) -> set[str]:
 
 @cache
 def module_closure(module: str) -> tuple[Path, ...]:
-    """Source files of ``module`` and of every project module it imports, transitively."""
+    """Source files of ``module`` and of every project module it imports, transitively.
+
+    Importing ``a.b.c`` also runs ``a/__init__.py`` and ``a/b/__init__.py``: those files are part
+    of the closure, but what *they* import is followed only when a module imports the package
+    itself (``from pbrf import retrain``). A package's ``__init__`` re-exports its API; following
+    its imports for every submodule would tie every step to every module of the package.
+    """
     seen: dict[str, Path] = {}
-    todo = [module]
+    followed: set[str] = set()
+    todo: list[tuple[str, bool]] = [(module, True)]
     while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
+        name, follow = todo.pop()
         path = _module_file(name)
-        if path is None:
+        if path is None or (name in followed or (name in seen and not follow)):
             continue
         seen[name] = path
-        # importing a.b.c runs a/__init__.py and a/b/__init__.py too
         parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
-        todo.extend(parents)
-        todo.extend(_imports(path, name))
+        todo.extend((p, False) for p in parents)
+        if follow:
+            followed.add(name)
+            todo.extend((m, True) for m in _imports(path, name))
     return tuple(sorted(set(seen.values())))
 
 
