@@ -42,7 +42,7 @@ from pbrf.responses import (
 from pbrf.stats import bootstrap_correlation, bootstrap_mean, jackknife_correlation
 from tasks import schemas
 from tasks.context import StepContext
-from tasks.retrain import WARN_STILL_FALLING
+from tasks.retrain import WARN_STILL_FALLING, falling_message
 from tasks.runtime import build_problem, flat, load_data, load_selection, load_theta, torch_dtype
 
 GAP_CHAIN: tuple[tuple[str, str, str], ...] = (
@@ -295,10 +295,7 @@ def _write_convergence(ctx, solver: dict) -> None:
         unconverged = int((~conv.astype(bool)).sum()) if len(conv) else 0
         msg = []
         if falling and v in WARN_STILL_FALLING:
-            msg.append(
-                f"objective still falling for {falling} of {len(tab)} removals "
-                f"(up to {np.nanmax(tails.to_numpy()):.0%} of the decrease in the last 10 %)"
-            )
+            msg.append(falling_message(float(np.nanmax(tails.to_numpy())), falling, len(tab)))
         if unconverged:
             msg.append(f"L-BFGS unconverged for {unconverged} of {len(tab)} removals")
         env = ctx.load_checkpoint("variant_delta", _first(ctx, v)).env

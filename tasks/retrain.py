@@ -31,6 +31,19 @@ TAIL, TAIL_THRESHOLD = 0.1, 0.05  # warn when > 5 % of the decrease came in the 
 WARN_STILL_FALLING = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
 
 
+def falling_message(worst_share: float, falling: int, total: int) -> str:
+    """One line on objectives still falling; a share above 1 means the objective at 90 % of the
+    run was above its starting value: it moves by more than its own total decrease."""
+    if worst_share > 1.0:
+        how = (
+            f"up to {worst_share:.1f}× its total decrease moved in the last {TAIL:.0%} of the "
+            "run (the objective fluctuates at the scale of its own change)"
+        )
+    else:
+        how = f"up to {worst_share:.0%} of its decrease came in the last {TAIL:.0%} of the run"
+    return f"objective still falling for {falling} of {total} removals: {how}"
+
+
 def matched_lissa_horizon(ctx: StepContext) -> float | None:
     """LiSSA's T/σ, when this run's PBRF horizon is matched to it."""
     cfg = ctx.cfg
@@ -88,11 +101,8 @@ def retrain(ctx: StepContext) -> None:
         )
     if variant in WARN_STILL_FALLING and bool(falling.any()):
         worst = float(torch.nan_to_num(share, nan=0.0).max())
-        ctx.warn(
-            f"{variant}: the objective is still falling — up to {worst:.0%} of its decrease came "
-            f"in the last {TAIL:.0%} of {schedule.epochs} epochs (removals "
-            f"{[rows[i] for i in falling.bool().nonzero().flatten().tolist()]})"
-        )
+        which = [rows[i] for i in falling.bool().nonzero().flatten().tolist()]
+        ctx.warn(f"{variant}: {falling_message(worst, int(falling.sum()), m)} (removals {which})")
     ctx.save_checkpoint(
         "variant_delta",
         state(problem, res.delta),
