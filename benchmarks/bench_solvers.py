@@ -104,7 +104,7 @@ def setup(quick: bool) -> tuple[Problem, Tensor, Tensor, Tensor, Tensor]:
         "mlp", input_shape=ds.input_shape, output_dim=ds.output_dim, seed=0, width=width, depth=2
     )
     problem = Problem.from_module(model, get_loss("cross_entropy"))
-    train = TrainConfig(optimizer="sgd", lr=0.1, epochs=100, batch_size=128)
+    train = TrainConfig(optimizer={"name": "sgd", "lr": 0.1}, epochs=100, batch_size=128)
     theta = train_base(problem, flat_params(model), x, t, train).theta_s
     idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:RHS]
     grads = removal_gradients(problem, theta, x[idx, None], t[idx, None])

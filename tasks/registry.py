@@ -151,6 +151,49 @@ def _aggregate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     )
 
 
+def grading(cfg: Config) -> bool:
+    """Estimators are graded (``grade.estimators`` is not empty)."""
+    return bool(get_key(cfg, "grade.estimators"))
+
+
+# estimators whose curvature products use torch.func.jvp (serialized in threaded runs)
+JVP_ESTIMATORS = frozenset({"exact", "cg", "lissa", "arnoldi", "trak"})
+MISLABEL_ARTIFACT = "mislabel_detection"  # optional: the mislabel study's per-estimator AUC
+
+
+def _estimators(cfg: Config) -> list[dict[str, Any]]:
+    return [{"estimator": name} for name in get_key(cfg, "grade.estimators")]
+
+
+def _estimate_reads(cfg: Config, p: Params) -> tuple[str, ...]:
+    own = (f"grade.estimators.{p['estimator']}", "damping", "influence.curvature")
+    return own if p["estimator"] == "exact" else (*own, "dtype")  # exact: always float64
+
+
+def _estimate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("dataset", "theta_s", "removed", "test_points")
+    return (*base, "base_checkpoints") if p["estimator"] == "tracin" else base
+
+
+def _grade_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("test_loss_changes", "estimate_removals", "estimate_cost", "estimate_delta")
+    mislabel = [s for s in STEPS.values() if MISLABEL_ARTIFACT in s.outputs and s.nodes(cfg)]
+    return (*base, MISLABEL_ARTIFACT) if mislabel else base
+
+
+def _report_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = (
+        "gaps",
+        "correlations",
+        "test_loss_changes",
+        "horizons",
+        "precision",
+        "convergence",
+        "solver",
+    )
+    return (*base, "grades") if grading(cfg) else base
+
+
 # --------------------------------------------------------------------------- the registry
 
 STEPS: dict[str, Step] = {
@@ -174,6 +217,7 @@ STEPS: dict[str, Step] = {
                 "theta_s": "base/theta_s.pt",
                 "orders": "base/orders.pt",
                 "base_history": "base/history.parquet",
+                "base_checkpoints": "base/checkpoints.pt",
             },
         ),
         Step(
@@ -244,18 +288,34 @@ STEPS: dict[str, Step] = {
             },
         ),
         Step(
+            name="estimate",
+            function="tasks.estimate:estimate",
+            doc="one influence estimator's predicted test-loss changes, Δθ and cost",
+            reads=_estimate_reads,
+            inputs=_estimate_inputs,
+            instances=_estimators,
+            enabled=grading,
+            forward_ad=lambda p: p["estimator"] in JVP_ESTIMATORS,
+            outputs={
+                "estimate_removals": "estimate/{estimator}/removals.parquet",
+                "estimate_delta": "estimate/{estimator}/delta.pt",
+                "estimate_cost": "estimate/{estimator}/cost.parquet",
+            },
+        ),
+        Step(
+            name="grade",
+            function="tasks.grade:grade",
+            doc="every estimator against the PBRF, linearized PBRF, exact solve and LOO",
+            reads=("name", "grade.references", "grade.rank_by"),
+            inputs=_grade_inputs,
+            enabled=grading,
+            outputs={"grades": "grade/grades.parquet", "grade_ranking": "grade/ranking.png"},
+        ),
+        Step(
             name="report",
             function="tasks.report:report",
             doc="report.md, figures, metrics.json and plot CSVs",
-            inputs=(
-                "gaps",
-                "correlations",
-                "test_loss_changes",
-                "horizons",
-                "precision",
-                "convergence",
-                "solver",
-            ),
+            inputs=_report_inputs,
             outputs={
                 "figure1": "report/figure1_test_loss_scatter.png",
                 "figure4": "report/figure4_gaps.png",
