@@ -130,6 +130,11 @@ def check_grade(cfg: Any) -> None:
     grade = cfg.grade
     if not grade.estimators:
         return
+    if "tracin" in grade.names and cfg.train.optimizer.name not in FIRST_ORDER:
+        raise ValueError(
+            "grade.estimators: tracin needs base training with a fixed SGD step (sgd or "
+            f"momentum), but train.optimizer.name={cfg.train.optimizer.name}; drop tracin"
+        )
     if "tracin" in grade.names and cfg.train.checkpoints < 1:
         raise ValueError(
             "train.checkpoints: the tracin estimator needs checkpoints of base training; set "
