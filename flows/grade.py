@@ -68,18 +68,24 @@ class GradeParams(BaseModel):
         return v
 
     def config(self) -> tuple[Any, list[str]]:
-        """The validated study config with grading on, and notes on estimators left out."""
+        """The validated study config with grading on, and notes on estimators left out.
+
+        ``overrides["grade.estimators"]`` replaces the estimator list; overrides of single
+        settings (``grade.estimators.cg.tol``) apply on top of ``estimators`` (default: all).
+        """
         from pbrf.grading import grade_overrides
 
         overrides = dict(self.overrides)
         if self.device is not None:
             overrides["device"] = self.device
-        base = load_preset(self.preset, overrides, self.scale)
-        if base.grade.estimators and self.estimators is None:
-            return base, []
+        if "grade.estimators" in overrides and self.estimators is None:
+            return load_preset(self.preset, overrides, self.scale), []
+        tweaks = {k: v for k, v in overrides.items() if k.startswith("grade.estimators.")}
+        rest = {k: v for k, v in overrides.items() if k not in tweaks}
+        base = load_preset(self.preset, rest, self.scale)
         extra, notes = grade_overrides(base, self.estimators)
-        extra = {k: v for k, v in extra.items() if k not in overrides}
-        return load_preset(self.preset, {**overrides, **extra}, self.scale), notes
+        extra = {k: v for k, v in extra.items() if k not in rest}
+        return load_preset(self.preset, {**rest, **extra, **tweaks}, self.scale), notes
 
     def out_dir(self) -> Path:
         if self.out:

@@ -94,3 +94,14 @@ def test_pbrf_grade_refuses_bad_input_in_one_line_with_exit_2(argv, needle, caps
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_setting_override_tweaks_one_estimator_of_the_default_set():
+    from flows.grade import GradeParams
+
+    cfg, _ = GradeParams(scale="smoke", overrides={"grade.estimators.cg.tol": 1e-6}).config()
+    assert len(cfg.grade.names) == 10 and cfg.grade.estimators["cg"].tol == 1e-6
+    cfg, _ = GradeParams(scale="smoke", overrides={"grade.estimators": ["exact"]}).config()
+    assert cfg.grade.names == ("exact",) and cfg.train.checkpoints == 0
+    cfg, _ = GradeParams(scale="smoke", overrides={"train.checkpoints": 2}).config()
+    assert cfg.train.checkpoints == 2  # the user's count wins over the default for tracin
