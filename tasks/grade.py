@@ -141,16 +141,33 @@ def _response_errors(ctx: StepContext, costs: dict[str, dict[str, Any]]) -> dict
 
 
 def _mislabel_auc(ctx: StepContext) -> dict[str, float]:
-    """The mislabel study's AUC per estimator, when a step of this run produced one.
-
-    Contract: the artifact ``mislabel_detection`` is a Parquet table with one row per estimator
-    and the columns ``estimator`` (a :mod:`pbrf.estimators` name) and ``auc``.
-    """
+    """The mislabel study's AUC per estimator, when a step of this run produced one."""
     if not any(key.startswith(f"{MISLABEL_ARTIFACT}[") for key in ctx.node.inputs):
         return {}
+    mislabel = getattr(ctx.cfg, "mislabel", None)
+    solver = getattr(mislabel, "solver", None)
+    graded = {n: s.model_dump(mode="json") for n, s in ctx.cfg.grade.estimators.items()}
     out: dict[str, float] = {}
     for node in ctx.producers(MISLABEL_ARTIFACT):
-        df = pd.read_parquet(ctx.root / node.outputs[MISLABEL_ARTIFACT])
-        for r in df.itertuples(index=False):
-            out[str(r.estimator)] = float(r.auc)
+        table = pd.read_parquet(ctx.root / node.outputs[MISLABEL_ARTIFACT])
+        dump = None if solver is None else solver.model_dump(mode="json")
+        out.update(mislabel_aucs(table, dump, graded))
     return out
+
+
+def mislabel_aucs(
+    table: pd.DataFrame, solver: dict[str, Any] | None, graded: dict[str, dict[str, Any]]
+) -> dict[str, float]:
+    """Estimator → AUC from the mislabel study's table (columns ``method``, ``auc``).
+
+    The study ranks the training examples by self-influence with one solver
+    (``mislabel.solver``; its row is ``method == "influence"``): that AUC belongs to the graded
+    estimator of the same name only when its settings are the solver's, else to none.
+    """
+    rows = table[table["method"] == "influence"]
+    if solver is None or rows.empty:
+        return {}
+    name = solver.get("name")
+    if name in graded and graded[name] == solver:
+        return {str(name): float(rows["auc"].iloc[0])}
+    return {}

@@ -158,7 +158,7 @@ def grading(cfg: Config) -> bool:
 
 # estimators whose curvature products use torch.func.jvp (serialized in threaded runs)
 JVP_ESTIMATORS = frozenset({"exact", "cg", "lissa", "arnoldi", "trak"})
-MISLABEL_ARTIFACT = "mislabel_detection"  # optional: the mislabel study's per-estimator AUC
+MISLABEL_ARTIFACT = "mislabel_auc"  # optional: the mislabel study's AUC (method, auc)
 
 
 def _estimators(cfg: Config) -> list[dict[str, Any]]:

@@ -105,3 +105,17 @@ def test_a_setting_override_tweaks_one_estimator_of_the_default_set():
     assert cfg.grade.names == ("exact",) and cfg.train.checkpoints == 0
     cfg, _ = GradeParams(scale="smoke", overrides={"train.checkpoints": 2}).config()
     assert cfg.train.checkpoints == 2  # the user's count wins over the default for tracin
+
+
+def test_the_mislabel_auc_belongs_only_to_the_estimator_with_the_studys_solver_settings():
+    import pandas as pd
+
+    from tasks.grade import mislabel_aucs
+
+    table = pd.DataFrame({"method": ["influence", "pbrf", "random"], "auc": [0.7, 0.9, 0.5]})
+    exact = {"name": "exact", "method": "auto"}
+    graded = {"exact": exact, "grad_dot": {"name": "grad_dot"}}
+    assert mislabel_aucs(table, exact, graded) == {"exact": 0.7}
+    assert mislabel_aucs(table, {"name": "exact", "method": "primal"}, graded) == {}
+    assert mislabel_aucs(table, {"name": "cg", "max_iter": 10, "tol": 1e-6}, graded) == {}
+    assert mislabel_aucs(table, None, graded) == {}
