@@ -306,7 +306,7 @@ GRADES = _t(
     (
         "mislabel_auc",
         _f64,
-        "area under the ROC of mislabel detection by self-influence (null: not run)",
+        "the mislabel study's detection AUC with this estimator's solver (null: not run here)",
     ),
     ("failed", _bool, "the estimator failed; its correlations are NaN"),
     ("message", _str, "the estimator's warnings or failure"),
