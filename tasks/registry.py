@@ -181,7 +181,8 @@ def _grade_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     return (*base, MISLABEL_ARTIFACT) if mislabel else base
 
 
-def _report_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+def _report_inputs_graded(cfg: Config, p: Params) -> tuple[str, ...]:
+    """The report's inputs, plus the grading table when estimators are graded."""
     base = (
         "gaps",
         "correlations",
@@ -315,7 +316,7 @@ STEPS: dict[str, Step] = {
             name="report",
             function="tasks.report:report",
             doc="report.md, figures, metrics.json and plot CSVs",
-            inputs=_report_inputs,
+            inputs=_report_inputs_graded,
             outputs={
                 "figure1": "report/figure1_test_loss_scatter.png",
                 "figure4": "report/figure4_gaps.png",
