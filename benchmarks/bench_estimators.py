@@ -17,8 +17,9 @@ the relative error ``‖Δθ − Δθ_ref‖ / ‖Δθ_ref‖`` of the parameter
 ``grad_cos`` is a cosine (no loss units): read only its Spearman. No number is asserted.
 
 ``--quick``: hidden width 32 (d = 3,466 instead of 26,122), 20 epochs, smaller TRAK/Arnoldi/CG
-budgets; about a minute on one core. The full run is dominated by the exact solve of the
-d × d system (measured on the shared 2-core machine with a dense Cholesky: 10 min, 5.4 GB;
+budgets; about a minute on one core. The full run is dominated by the exact solve (now the
+float64 dual solve through the (N·r)² kernel, 1.25 GiB: 270–440 s on the shared 2-core machine
+under heavy load, against 10 min and 5.4 GB for the former dense Cholesky of the d × d system;
 everything else together about 2.5 min).
 """
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pbrf.data.config import DataConfig
+from pbrf.grading import GradeConfig, check_grade
 from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
 from pbrf.solvers.settings import ExactSettings, LissaSettings, SolverSettings
 
@@ -117,6 +118,9 @@ class TrainConfig(_Strict):
         0.0, ge=0.0, description="L2 strength w, folded into the loss as (w/2)‖θ‖²"
     )
     seed: int = Field(0, description="seed of the batch order")
+    checkpoints: int = Field(
+        0, ge=0, description="TracIn checkpoints of θ saved along base training (0: none)"
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -128,6 +132,16 @@ class TrainConfig(_Strict):
         if self.optimizer.name == "lbfgs" and self.batch_size is not None:
             raise ValueError(
                 "batch_size: L-BFGS minimizes the full-batch objective; set batch_size to null"
+            )
+        if self.checkpoints > self.epochs:
+            raise ValueError(
+                f"checkpoints ({self.checkpoints}) exceeds epochs ({self.epochs}): TracIn takes "
+                "at most one checkpoint per epoch"
+            )
+        if self.checkpoints and self.optimizer.name not in ("sgd", "momentum"):
+            raise ValueError(
+                f"checkpoints: TracIn's checkpoints need a fixed SGD step (sgd or momentum), "
+                f"but train.optimizer.name={self.optimizer.name}; set checkpoints to 0"
             )
         return self
 
@@ -263,6 +277,9 @@ class StudyConfig(_Strict):
     mislabel: MislabelConfig | None = Field(
         None, description="mislabelled-example detection (Figure 6); null: not run"
     )
+    grade: GradeConfig = Field(
+        default_factory=GradeConfig, description="influence estimators graded against the PBRF"
+    )
 
     @field_validator("model", mode="before")
     @classmethod
@@ -301,6 +318,7 @@ class StudyConfig(_Strict):
             )
         self._check_horizon()
         self._check_mislabel(facts, n_train)
+        check_grade(self)
         return self
 
     def _check_mislabel(self, facts: Any, n_train: int) -> None:

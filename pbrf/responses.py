@@ -38,7 +38,9 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
+from pbrf.checkpoints import checkpoint_epochs, tracin_checkpoints
 from pbrf.config import VARIANTS, StudyConfig, TrainConfig
+from pbrf.estimators.base import Checkpoint
 from pbrf.lbfgs import lbfgs_stacked
 from pbrf.objectives import (
     Batch,
@@ -48,6 +50,7 @@ from pbrf.objectives import (
     proximal_objective,
     removal_weights,
 )
+from pbrf.optim import step_lr
 from pbrf.problem import Problem
 from pbrf.schedule import epoch_orders
 from pbrf.solvers.errors import NonPositiveScaleError
@@ -71,6 +74,7 @@ class BaseRun:
     orders: Tensor  # (K, N) batch order of the base run (empty for L-BFGS)
     epoch_loss: Tensor  # (K,) or (iterations,)
     converged: bool | None = None  # L-BFGS only
+    checkpoints: tuple[Checkpoint, ...] = ()  # TracIn's (``train.checkpoints``; SGD/momentum)
 
 
 @dataclass
@@ -292,7 +296,8 @@ def train_base(
     train: TrainConfig,
     progress: Progress | None = None,
 ) -> BaseRun:
-    """Train θˢ from θ⁰ on all N examples for K epochs, recording the batch order."""
+    """Train θˢ from θ⁰ on all N examples for K epochs, recording the batch order and
+    ``train.checkpoints`` TracIn checkpoints (:mod:`pbrf.checkpoints`)."""
     n = x.shape[0]
     none = torch.empty(1, 0, dtype=torch.long)
     obj, _, _ = variant_objective("cold", problem, theta0, 0.0, 0.0)
@@ -307,19 +312,35 @@ def train_base(
             converged=bool(res.converged[0]),
         )
     orders = epoch_orders(n, train.seed, range(train.epochs))
+    settings = sgd_settings(train)
+    snapshots = checkpoint_epochs(train.epochs, train.checkpoints) if train.checkpoints else ()
     res = train_stacked(
         obj,
         zero,
         x,
         t,
         list(orders),
-        sgd_settings(train),
+        settings,
         removed=none,
         epsilon=0.0,
         label="base training",
         progress=progress,
+        snapshots=snapshots,
     )
-    return BaseRun(theta0, theta0 + res.theta[0], orders, res.epoch_loss[:, 0])
+    momentum = _momentum(train)
+
+    def step_at(epoch: int) -> float:
+        lr = step_lr(settings.lr, epoch, settings.lr_milestones, settings.lr_gamma)
+        return lr / (1.0 - momentum)
+
+    kept = {e: theta0 + d[0] for e, d in res.snapshots.items()}
+    return BaseRun(
+        theta0,
+        theta0 + res.theta[0],
+        orders,
+        res.epoch_loss[:, 0],
+        checkpoints=tracin_checkpoints(kept, train.epochs, step_at),
+    )
 
 
 def retrain(

@@ -65,6 +65,8 @@ class TrainResult:
     epoch_loss: Tensor  # (epochs, M) mean objective per epoch, as seen during the epoch
     # completed epochs → (M,) objective over one full epoch of batches at fixed parameters
     monitored: dict[int, Tensor] = field(default_factory=dict)
+    # completed epochs → (M, d) parameters at that point (``snapshots`` of train_stacked)
+    snapshots: dict[int, Tensor] = field(default_factory=dict)
 
 
 def check_finite(values: Tensor, *, label: str, epoch: int, lr: float | None) -> None:
@@ -93,6 +95,7 @@ def train_stacked(
     label: str = "training",
     progress: Progress | None = None,
     monitor: Sequence[int] = (),
+    snapshots: Sequence[int] = (),
 ) -> TrainResult:
     """Train M models from ``theta0`` ``(M, d)`` over the epochs in ``orders``.
 
@@ -109,6 +112,9 @@ def train_stacked(
     is evaluated at the current parameters over one fixed pass of batches (the first epoch's
     order, no update): unlike the running epoch means, these values compare like with like, so
     they tell whether the objective is still falling.
+
+    ``snapshots`` lists numbers of completed epochs (0 = before training) at which a copy of the
+    parameters is kept (TracIn's checkpoints); the run itself is unchanged.
     """
     n = x.shape[0]
     theta = theta0.clone()
@@ -140,6 +146,7 @@ def train_stacked(
     monitored: dict[int, Tensor] = {}
     if 0 in monitor and orders:
         monitored[0] = full_objective(theta)
+    kept: dict[int, Tensor] = {0: theta.detach().clone()} if 0 in snapshots else {}
     history = []
     for e, order in enumerate(orders):
         epoch = first_epoch + e
@@ -156,7 +163,9 @@ def train_stacked(
         history.append(mean)
         if e + 1 in monitor:
             monitored[e + 1] = full_objective(theta)
+        if e + 1 in snapshots:
+            kept[e + 1] = theta.detach().clone()
         if progress is not None:
             progress(epoch, mean)
     epoch_loss = torch.stack(history) if history else torch.empty(0, theta.shape[0])
-    return TrainResult(theta=theta, epoch_loss=epoch_loss, monitored=monitored)
+    return TrainResult(theta=theta, epoch_loss=epoch_loss, monitored=monitored, snapshots=kept)

@@ -73,6 +73,8 @@ def node_id(step: str, params: Mapping[str, Any]) -> str:
     if not params:
         return step
     label = [step, str(params["variant"])] if "variant" in params else [step]
+    if "estimator" in params:
+        label.append(str(params["estimator"]))
     if int(params.get("shards", 1)) > 1:
         label.append(f"{int(params['shard']) + 1}of{params['shards']}")
     return "-".join(label)

@@ -167,7 +167,8 @@ def _self_pbrf_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
 
 def _report_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     base = ("gaps", "correlations", "test_loss_changes", "horizons", "precision", "convergence")
-    return (*base, "solver", *(("mislabel_found", "mislabel_auc") if mislabel(cfg) else ()))
+    studies = ("mislabel_found", "mislabel_auc") if mislabel(cfg) else ()
+    return (*base, "solver", *studies, *(("grades",) if grading(cfg) else ()))
 
 
 def _aggregate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -183,6 +184,36 @@ def _aggregate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
         "influence_removals",
         "solver",
     )
+
+
+def grading(cfg: Config) -> bool:
+    """Estimators are graded (``grade.estimators`` is not empty)."""
+    return bool(get_key(cfg, "grade.estimators"))
+
+
+# estimators whose curvature products use torch.func.jvp (serialized in threaded runs)
+JVP_ESTIMATORS = frozenset({"exact", "cg", "lissa", "arnoldi", "trak"})
+MISLABEL_ARTIFACT = "mislabel_auc"  # optional: the mislabel study's AUC (method, auc)
+
+
+def _estimators(cfg: Config) -> list[dict[str, Any]]:
+    return [{"estimator": name} for name in get_key(cfg, "grade.estimators")]
+
+
+def _estimate_reads(cfg: Config, p: Params) -> tuple[str, ...]:
+    own = (f"grade.estimators.{p['estimator']}", "damping", "influence.curvature")
+    return own if p["estimator"] == "exact" else (*own, "dtype")  # exact: always float64
+
+
+def _estimate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("dataset", "theta_s", "removed", "test_points")
+    return (*base, "base_checkpoints") if p["estimator"] == "tracin" else base
+
+
+def _grade_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
+    base = ("test_loss_changes", "estimate_removals", "estimate_cost", "estimate_delta")
+    mislabel = [s for s in STEPS.values() if MISLABEL_ARTIFACT in s.outputs and s.nodes(cfg)]
+    return (*base, MISLABEL_ARTIFACT) if mislabel else base
 
 
 # --------------------------------------------------------------------------- the registry
@@ -208,6 +239,7 @@ STEPS: dict[str, Step] = {
                 "theta_s": "base/theta_s.pt",
                 "orders": "base/orders.pt",
                 "base_history": "base/history.parquet",
+                "base_checkpoints": "base/checkpoints.pt",
             },
         ),
         Step(
@@ -310,6 +342,30 @@ STEPS: dict[str, Step] = {
                 "precision": "aggregate/precision.parquet",
                 "convergence": "aggregate/convergence.parquet",
             },
+        ),
+        Step(
+            name="estimate",
+            function="tasks.estimate:estimate",
+            doc="one influence estimator's predicted test-loss changes, Δθ and cost",
+            reads=_estimate_reads,
+            inputs=_estimate_inputs,
+            instances=_estimators,
+            enabled=grading,
+            forward_ad=lambda p: p["estimator"] in JVP_ESTIMATORS,
+            outputs={
+                "estimate_removals": "estimate/{estimator}/removals.parquet",
+                "estimate_delta": "estimate/{estimator}/delta.pt",
+                "estimate_cost": "estimate/{estimator}/cost.parquet",
+            },
+        ),
+        Step(
+            name="grade",
+            function="tasks.grade:grade",
+            doc="every estimator against the PBRF, linearized PBRF, exact solve and LOO",
+            reads=("name", "grade.references", "grade.rank_by"),
+            inputs=_grade_inputs,
+            enabled=grading,
+            outputs={"grades": "grade/grades.parquet", "grade_ranking": "grade/ranking.png"},
         ),
         Step(
             name="report",

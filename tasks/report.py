@@ -19,8 +19,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tasks import schemas
 from tasks.artifacts import atomic_path, write_json, write_text
 from tasks.context import StepContext
+from tasks.grade_report import grading_markdown
 from tasks.paper import paper_correlations, paper_gaps
 from tasks.results import (
     GAP_TITLES,
@@ -318,7 +320,11 @@ def report(ctx: StepContext) -> None:
     from tasks.study_sections import study_metrics, study_sections
 
     write_json(ctx.output_path("metrics"), {**res.metrics(), **study_metrics(ctx)})
-    write_text(ctx.output_path("report_md"), report_markdown(res, meta) + study_sections(ctx, res))
+    text = report_markdown(res, meta) + study_sections(ctx, res)
+    if any(key.startswith("grades[") for key in ctx.node.inputs):  # grade.estimators is set
+        grades = ctx.read_table("grades", schemas.GRADES)
+        text += "\n" + grading_markdown(grades, ctx.cfg.grade.rank_by)
+    write_text(ctx.output_path("report_md"), text)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

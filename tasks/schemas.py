@@ -241,6 +241,77 @@ CONVERGENCE = _t(
     ("message", _str, "warning text, empty when settled"),
 )
 
+ESTIMATE_REMOVALS = _t(
+    "estimate_removals",
+    "estimate/<estimator>/removals.parquet — one influence estimator's answer per removal "
+    "(pbrf.estimators conventions: ε = 1/N, positive = removal increases the test loss).",
+    ("removal_id", _i32, "removal set"),
+    ("removed_indices", _ids, "training rows removed in this set"),
+    (
+        "predicted_test_loss_change",
+        _f64,
+        "ΔL of Eq. 23 (a ranking score with the same sign when the estimator is not calibrated)",
+    ),
+    ("self_influence", _f64, "ε g_Sᵀ (G + λI)⁻¹ g_S or the estimator's analogue (null: none)"),
+)
+
+ESTIMATE_COST = _t(
+    "estimate_cost",
+    "estimate/<estimator>/cost.parquet — one row: what the estimator cost and how it ended. "
+    "Unlike every other table it holds measurements (wall time, memory, load), so it differs "
+    "between identical runs.",
+    ("estimator", _str, "registry name (pbrf.estimators)"),
+    ("settings", _str, "the estimator's settings, JSON"),
+    ("dtype", _str, "precision it ran in (the exact reference always runs in float64)"),
+    ("calibrated", _bool, "predictions are in test-loss units (false: a ranking score)"),
+    ("has_response", _bool, "the estimator defines a parameter response Δθ (delta.pt)"),
+    ("wall_time_s", _f64, "wall time of the estimator call"),
+    ("peak_memory_mb", _f64, "peak memory above the call's start (see memory_method)"),
+    ("memory_method", _str, "sampled_rss (CPU) | cuda_max_memory_allocated | null"),
+    ("load_average", _f64, "1-minute load average of the machine when the call ended"),
+    ("threads", _i32, "torch intra-op threads"),
+    ("device", _str, "device it ran on"),
+    ("converged", _bool, "the estimator reported no convergence problem"),
+    ("failed", _bool, "the estimator raised a known failure; its predictions are NaN"),
+    ("message", _str, "warnings or the failure, '; '-separated (empty when none)"),
+    ("info", _str, "the estimator's own record (iterations, rank, ...), JSON"),
+)
+
+GRADES = _t(
+    "grades",
+    "grade/grades.parquet — every estimator scored against every reference over the M removals: "
+    "Pearson and Spearman with 95 % bootstrap intervals, its cost, and its mislabel-detection "
+    "AUC where that study ran.",
+    ("experiment", _str, "config name"),
+    ("estimator", _str, "registry name (pbrf.estimators)"),
+    ("reference", _str, "pbrf | pbrf_paper | linearized_pbrf | exact | cold | warm | proximal"),
+    ("pearson", _f64, "Pearson correlation of predicted and reference test-loss changes"),
+    ("pearson_low", _f64, "95 % bootstrap interval: lower end"),
+    ("pearson_high", _f64, "95 % bootstrap interval: upper end"),
+    ("spearman", _f64, "Spearman rank correlation"),
+    ("spearman_low", _f64, "95 % bootstrap interval: lower end"),
+    ("spearman_high", _f64, "95 % bootstrap interval: upper end"),
+    ("n", _i32, "number of removals"),
+    ("rank", _i32, "the estimator's rank by Spearman against grade.rank_by (1 = best)"),
+    ("calibrated", _bool, "predictions are in test-loss units (false: a ranking score)"),
+    (
+        "response_rel_error",
+        _f64,
+        "‖Δθ − Δθ_exact‖ / ‖Δθ_exact‖ over all removals (null: no Δθ or no exact reference)",
+    ),
+    ("wall_time_s", _f64, "wall time of the estimator call"),
+    ("peak_memory_mb", _f64, "peak memory above the call's start"),
+    ("load_average", _f64, "1-minute load average when the call ended (contention)"),
+    ("dtype", _str, "precision the estimator ran in"),
+    (
+        "mislabel_auc",
+        _f64,
+        "the mislabel study's detection AUC with this estimator's solver (null: not run here)",
+    ),
+    ("failed", _bool, "the estimator failed; its correlations are NaN"),
+    ("message", _str, "the estimator's warnings or failure"),
+)
+
 ALL_TABLES: tuple[TableSchema, ...] = (
     BASE_HISTORY,
     REMOVED,
@@ -257,6 +328,9 @@ ALL_TABLES: tuple[TableSchema, ...] = (
     HORIZONS,
     PRECISION,
     CONVERGENCE,
+    ESTIMATE_REMOVALS,
+    ESTIMATE_COST,
+    GRADES,
 )
 
 

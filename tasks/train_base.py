@@ -5,12 +5,14 @@ from __future__ import annotations
 from pbrf.influence import eval_test_loss
 from pbrf.responses import train_base as pbrf_train_base
 from tasks import progress, schemas
+from tasks.checkpoints import save_tracin_checkpoints
 from tasks.context import StepContext
 from tasks.runtime import build_problem, load_data, state
 
 
 def train_base(ctx: StepContext) -> None:
-    """Write θ⁰, θˢ (state dicts), the ``(K, N)`` batch order and the per-epoch objective."""
+    """Write θ⁰, θˢ (state dicts), the ``(K, N)`` batch order, the per-epoch objective and the
+    ``train.checkpoints`` TracIn checkpoints (stacked θ, with each one's step and visits)."""
     cfg = ctx.cfg
     ds = load_data(ctx)
     problem, theta0 = build_problem(cfg, ds)  # θ⁰ is fixed by model.seed
@@ -37,6 +39,7 @@ def train_base(ctx: StepContext) -> None:
         },
     )
     ctx.save_checkpoint("orders", {"orders": run.orders})
+    save_tracin_checkpoints(ctx, problem, run.checkpoints, cfg.train.batch_size, ds.n_train)
     loss = run.epoch_loss.detach().double().cpu().flatten()
     ctx.write_table(
         "base_history",

@@ -118,6 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(hs)
     hs.set_defaults(func=_lazy("flows.cli.hessian", "cmd_hessian"))
 
+    gr = sub.add_parser("grade", help="grade influence estimators against the PBRF (Prefect flow)")
+    gr.add_argument("preset", nargs="?", help="preset name (see `pbrf presets`)")
+    gr.add_argument("--scale", help="preset scale, e.g. smoke")
+    gr.add_argument(
+        "--estimators",
+        help="comma-separated estimators (default: every built-in one that applies), "
+        "e.g. exact,lissa,kfac",
+    )
+    _add_set(gr)
+    gr.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
+    gr.add_argument("--out", help="run directory (default runs/<preset>[-<scale>])")
+    gr.add_argument("--refresh", action="store_true", help="recompute every step")
+    gr.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the estimators in parallel with each other and with retraining (their "
+        "wall times and memory then include the contention)",
+    )
+    gr.add_argument("--strict", action="store_true", help="exit 1 when an estimator warns")
+    gr.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_debug(gr)
+    gr.set_defaults(func=_lazy("flows.cli.grade", "cmd_grade"))
+
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     fe = dsub.add_parser("fetch", help="download a data set's files (or say where to put them)")

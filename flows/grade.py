@@ -1,0 +1,197 @@
+"""The ``grade`` flow: influence estimators scored against the PBRF, as Prefect tasks.
+
+The plan is the decomposition's (base model, removals, test points, the retrained optima that
+serve as references) plus one ``estimate-<name>`` node per graded estimator and a ``grade``
+node; every node is a Prefect task with ``wait_for`` its registry edges, and a finished node is
+reused. With ``isolate_costs`` (the default) the estimator tasks start once the decomposition's
+nodes have finished and run one after another, so each estimator's wall time and peak memory
+are its own; without it every node is submitted at once and the estimators run in parallel with
+each other and with retraining (faster on many cores; the table's ``load_average`` shows the
+contention). The grading table is published as a Prefect table artifact.
+"""
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from flows import settings
+
+settings.apply()
+
+from prefect import flow  # noqa: E402
+from prefect.futures import wait  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from flows.prefect_tasks import run_node_task  # noqa: E402
+from flows.threads import configure_threads  # noqa: E402
+from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
+from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+
+
+class GradeParams(BaseModel):
+    """What to grade: a preset at a scale, the estimators, overrides, and where to run."""
+
+    preset: str = Field(DEFAULT_PRESET, description="preset name (pbrf presets)")
+    scale: str | None = Field(None, description="preset scale, e.g. smoke")
+    estimators: list[str] | None = Field(
+        None,
+        description="estimators to grade (default: every built-in estimator that applies, "
+        "unless the overrides set grade.estimators)",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description='dotted config keys to override, e.g. {"grade.estimators.cg.tol": 1e-6}',
+    )
+    out: str | None = Field(None, description="run directory (default: runs/<preset>)")
+    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
+    refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
+    isolate_costs: bool = Field(
+        True,
+        description="run the estimators one at a time after the decomposition, so each "
+        "one's wall time and peak memory are its own",
+    )
+
+    @field_validator("estimators")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = [n for n in v if n not in ESTIMATOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATOR_NAMES)}")
+        if not v:
+            raise ValueError("name at least one estimator")
+        return v
+
+    def config(self) -> tuple[Any, list[str]]:
+        """The validated study config with grading on, and notes on estimators left out.
+
+        ``overrides["grade.estimators"]`` replaces the estimator list; overrides of single
+        settings (``grade.estimators.cg.tol``) apply on top of ``estimators`` (default: all).
+        """
+        from pbrf.grading import grade_overrides
+
+        overrides = dict(self.overrides)
+        if self.device is not None:
+            overrides["device"] = self.device
+        if "grade.estimators" in overrides and self.estimators is None:
+            return load_preset(self.preset, overrides, self.scale), []
+        tweaks = {k: v for k, v in overrides.items() if k.startswith("grade.estimators.")}
+        rest = {k: v for k, v in overrides.items() if k not in tweaks}
+        base = load_preset(self.preset, rest, self.scale)
+        extra, notes = grade_overrides(base, self.estimators)
+        extra = {k: v for k, v in extra.items() if k not in rest}
+        return load_preset(self.preset, {**rest, **extra, **tweaks}, self.scale), notes
+
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        suffix = f"-{self.scale}" if self.scale else ""
+        return Path("runs") / f"{self.preset}{suffix}"
+
+
+def _run_name() -> str:
+    params = flow_run.parameters.get("params") or {}
+    preset = params.get("preset", DEFAULT_PRESET) if isinstance(params, dict) else DEFAULT_PRESET
+    return f"grade-{preset}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
+
+
+@flow(
+    name="grade",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    validate_parameters=True,
+    flow_run_name=_run_name,
+)
+def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
+    """Grade influence estimators against the PBRF, linearized PBRF, the exact damped solve and
+    LOO retraining; return the run directory, each node's state, seconds and warnings, and
+    notes on estimators left out."""
+    from tasks.plan import build_plan
+    from tasks.runner import write_run_config
+
+    cfg, notes = params.config()
+    config = cfg.model_dump(mode="json")
+    plan = build_plan(config)
+    out = params.out_dir()
+    write_run_config(out, cfg)
+    estimates = [n.id for n in plan.of_step("estimate")]
+    later = set(estimates) | {d for e in estimates for d in plan.downstream(e)}
+    futures: dict[str, Any] = {}
+
+    def submit(node_id: str) -> Any:
+        node = plan[node_id]
+        futures[node_id] = run_node_task.submit(
+            str(out), config, node_id, params.refresh, wait_for=[futures[u] for u in node.upstream]
+        )
+        return futures[node_id]
+
+    decomposition = len(cfg.retrain.variants) * cfg.retrain.shards + 1
+    if params.isolate_costs:
+        configure_threads(parallel=decomposition)  # as `pbrf run`: same bits, reusable nodes
+        first = [submit(n.id) for n in plan if n.id not in later]
+        wait(first)
+        for fut in first:
+            fut.result()  # a failed decomposition node stops the flow here, with its error
+        configure_threads(parallel=1)
+        for node_id in estimates:
+            submit(node_id).wait()
+        for node in plan:
+            if node.id not in futures:
+                submit(node.id)
+    else:
+        configure_threads(parallel=decomposition + len(estimates))
+        for node in plan:
+            submit(node.id)
+    nodes = {}
+    for node_id in plan.nodes:
+        fut = futures[node_id]
+        nodes[node_id] = {**fut.result(), "state": fut.state.name}
+    from flows.publish import publish
+
+    publish(out, cfg, plan)
+    publish_grades(out, cfg, plan)
+    return {"out": os.fspath(out), "config": config, "nodes": nodes, "notes": notes}
+
+
+def publish_grades(out: Path, cfg: Any, plan: Any) -> None:
+    """The grading table as a Prefect table artifact, and its report section as Markdown."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from flows.publish import _key
+    from tasks import artifacts, schemas
+    from tasks.grade_report import grading_markdown
+    from tasks.results import num
+
+    node = plan.of_step("grade")[0]
+    table = artifacts.read_table(
+        out / node.outputs["grades"], schemas.GRADES, step="grade", stamp=node.stamp
+    )
+    rows = [
+        {
+            "rank": int(r.rank),
+            "estimator": r.estimator,
+            "reference": r.reference,
+            "spearman": num(r.spearman, 3),
+            "spearman_ci": f"[{num(r.spearman_low, 2)}, {num(r.spearman_high, 2)}]",
+            "pearson": num(r.pearson, 3),
+            "pearson_ci": f"[{num(r.pearson_low, 2)}, {num(r.pearson_high, 2)}]",
+            "wall_time_s": num(r.wall_time_s, 3),
+            "peak_memory_mb": num(r.peak_memory_mb, 1),
+            "mislabel_auc": num(r.mislabel_auc, 3),
+            "n": int(r.n),
+        }
+        for r in table.sort_values(["rank", "reference"]).itertuples(index=False)
+    ]
+    name = _key(cfg.name)
+    create_table_artifact(
+        rows, key=f"{name}-grades", description="influence estimators graded against the PBRF"
+    )
+    create_markdown_artifact(
+        grading_markdown(table, cfg.grade.rank_by),
+        key=f"{name}-grading",
+        description=f"{cfg.name}: estimator grading",
+    )
