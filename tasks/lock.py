@@ -9,6 +9,7 @@ message names the holder (pid, host, command, start time) read from the lock fil
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -66,8 +67,9 @@ def run_lock(root: Path | str, command: str | None = None) -> Iterator[Path]:
             "command": command or " ".join(["pbrf", *sys.argv[1:]]),
             "started": time.time(),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy (a full disk refuses it)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
         yield path
     finally:
         os.close(fd)  # releases the lock
