@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +51,14 @@ def reachable(api_url: str, timeout: float = 2.0) -> str | None:
 
     Any HTTP answer counts (a server that wants credentials is still there).
     """
+    url = f"{api_url.rstrip('/')}/health"
+    host = urllib.parse.urlsplit(url).hostname or ""
+    # a loopback server is reached directly, whatever HTTP(S)_PROXY says
+    handlers = (
+        [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
+    )
     try:
-        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout):
+        with urllib.request.build_opener(*handlers).open(url, timeout=timeout):
             return None
     except urllib.error.HTTPError:
         return None
@@ -81,9 +88,9 @@ class ConfiguredServer:
 
     owned = False
 
-    def __init__(self, api_url: str, *, misses: int = 3) -> None:
-        self.api_url, self._misses, self._failed = api_url, misses, 0
-        self._next = 0.0
+    def __init__(self, api_url: str, *, misses: int = 3, interval: float = 2.0) -> None:
+        self.api_url, self._misses, self._interval = api_url, misses, interval
+        self._failed, self._next = 0, 0.0
 
     def check(self) -> None:
         """:class:`ServerError` unless a server answers (before anything is written)."""
@@ -100,11 +107,11 @@ class ConfiguredServer:
         return self.api_url
 
     def problem(self) -> str | None:
-        """Why the server is lost (after ``misses`` failed checks 2 s apart), else ``None``."""
+        """Why the server is lost (``misses`` failed checks ``interval`` apart), else ``None``."""
         now = time.monotonic()
         if now < self._next:
             return None
-        self._next = now + 2.0
+        self._next = now + self._interval
         why = reachable(self.api_url)
         self._failed = 0 if why is None else self._failed + 1
         if self._failed >= self._misses:

@@ -267,3 +267,34 @@ def test_sweep_ends_a_server_whose_pbrf_is_gone_and_spares_a_live_ones(tmp_path,
         for s in servers.values():
             s.kill()
             s.wait()
+
+
+def test_a_configured_server_that_stops_answering_is_reported_lost() -> None:
+    """With ``PREFECT_API_URL`` set, the run watches that server: three failed health checks in
+    a row make it lost (one line, exit 1 in ``pbrf run``); one answer resets the count."""
+    import http.server
+    import threading
+
+    from flows.server import ConfiguredServer, ServerError
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/api"
+    watch = ConfiguredServer(url, interval=0.0)
+    watch.check()
+    assert [watch.problem() for _ in range(5)] == [None] * 5
+    httpd.shutdown()
+    httpd.server_close()
+    lost = [watch.problem() for _ in range(3)]
+    assert lost[:2] == [None, None] and lost[2] is not None
+    assert f"the Prefect server at PREFECT_API_URL={url} stopped answering" in lost[2]
+    with pytest.raises(ServerError, match="no Prefect server answers"):
+        watch.check()
