@@ -97,7 +97,7 @@ def finished_nodes(root: Path, plan: Any) -> list[str]:
 
 
 def progress_phrase(root: Path, plan: Any, limit: int = 8) -> str:
-    """``"3 of 12 steps finished (prepare, select, train_base); 9 not"``."""
+    """E.g. ``"3 of 12 steps finished (prepare, select, train_base)"``."""
     done = finished_nodes(root, plan)
     total = len(plan.nodes)
     names = ", ".join(done[:limit]) + (f", … {len(done) - limit} more" if len(done) > limit else "")

@@ -162,9 +162,14 @@ CASES: dict[str, Case] = {
     "step-out-is-a-file": Case(
         "step prepare --params {params} --out {files}/a-file", 1, ("a-file exists and is not",)
     ),
-    "threads-zero": Case(RUN, 1, ("PBRF_THREADS must be a positive integer, got '0'",), {"PBRF_THREADS": "0"}),
+    "threads-zero": Case(
+        RUN, 1, ("PBRF_THREADS must be a positive integer, got '0'",), {"PBRF_THREADS": "0"}
+    ),
     "threads-not-a-number": Case(
-        STEP.replace("{node}", "select"), 1, ("got 'two'", "PBRF_THREADS=2"), {"PBRF_THREADS": "two"}
+        STEP.replace("{node}", "select"),
+        1,
+        ("got 'two'", "PBRF_THREADS=2"),
+        {"PBRF_THREADS": "two"},
     ),
     # data files: exit 1 with file, row and column — before anything is written
     "csv-empty": Case(
