@@ -13,12 +13,11 @@ loopback port, the database under ``PREFECT_HOME``) as a child process that ``pb
   second; as a last resort every server writes ``$PREFECT_HOME/pbrf-servers/<pid>.json`` and the
   next ``pbrf run`` ends any whose owner is dead (:func:`sweep_orphans`).
 
-``python -m flows.server --parent PID --port PORT`` is the server process itself.
+The server process itself is ``python -m flows.server_process --parent PID --port PORT``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,7 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-MARKER = "flows.server"  # in the server's command line: how a sweep recognises one of ours
+MARKER = "flows.server_process"  # the server's module: how a sweep recognises one of ours
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
@@ -229,7 +227,7 @@ class OwnedServer:
             "PREFECT__SERVER_FINAL": "1",
         }
         env.pop("PREFECT_API_URL", None)
-        root = str(Path(__file__).resolve().parent.parent)  # so `-m flows.server` imports
+        root = str(Path(__file__).resolve().parent.parent)  # so `-m flows.server_process` imports
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         assert self._log is not None
         with open(self._log, "ab") as log:
@@ -350,48 +348,3 @@ def api_server() -> ConfiguredServer | OwnedServer:
     """The configured server if Prefect has an API URL, else a temporary one to own."""
     url = configured_api_url()
     return ConfiguredServer(url) if url else OwnedServer()
-
-
-# --------------------------------------------------------------------------- the server process
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this process when ``parent`` dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # died before prctl took effect
-        sys.exit(0)
-
-    def watch() -> None:  # portable fallback: the parent is gone when we are re-parented
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flows.server")
-    p.add_argument("--parent", type=int, required=True, help="pid of the owning pbrf")
-    p.add_argument("--port", type=int, required=True)
-    args = p.parse_args(argv)
-    _die_with_parent(args.parent)
-    import uvicorn
-
-    uvicorn.run(
-        "prefect.server.api.server:create_app",
-        factory=True,
-        host="127.0.0.1",
-        port=args.port,
-        log_level="error",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-
-
-if __name__ == "__main__":
-    main()

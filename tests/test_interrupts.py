@@ -233,7 +233,7 @@ def test_a_lost_server_is_one_line_and_a_prompt_exit(start, tmp_path):
 
 def test_sweep_ends_a_server_whose_pbrf_is_gone_and_spares_a_live_ones(tmp_path, monkeypatch):
     """The fallback for systems without a parent-death signal: a record whose owner is dead."""
-    from flows.server import sweep_orphans
+    from flows.server import MARKER, sweep_orphans
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -248,7 +248,7 @@ def test_sweep_ends_a_server_whose_pbrf_is_gone_and_spares_a_live_ones(tmp_path,
                 "-c",
                 "import time; time.sleep(120)",
                 "-m",
-                "flows.server",
+                MARKER,
                 "--parent",
                 str(owner),
                 "--port",
