@@ -14,14 +14,15 @@ import warnings
 
 from flows.cli.errors import report_error
 from flows.cli.parser import build_parser
-from flows.supervise import raise_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
-    # torch's forward-mode AD loads TorchScript decompositions and warns about its own deprecation
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
+    # torchvision's import-time use of a deprecated torch.jit API is not the user's concern
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
     args = build_parser().parse_args(argv)
     try:
+        from flows.supervise import raise_on_signals
+
         with raise_on_signals():
             return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
