@@ -8,7 +8,8 @@ Only variables the user has not set are filled in, so any of them can be overrid
 
 ``quiet_console()`` (what ``pbrf run`` uses unless ``--verbose``) hides Prefect's run logs on the
 console; they still reach the server and its UI. ``PREFECT_API_URL`` is left alone: unset, flows
-run on Prefect's temporary local server (SQLite under ``PREFECT_HOME``); set, they report there.
+run on a temporary local server that ``pbrf run`` starts and owns (SQLite under ``PREFECT_HOME``;
+see :mod:`flows.server`); set, they report there.
 """
 
 from __future__ import annotations

@@ -20,15 +20,24 @@ def configure_threads(parallel: int = 1) -> int:
     """
     import torch
 
-    env = os.environ.get("PBRF_THREADS")
-    if env is not None and env.strip():
-        try:
-            threads = int(env)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise ThreadsError(f"PBRF_THREADS must be a positive integer, got {env!r}")
-    else:
-        threads = max(1, (os.cpu_count() or 1) // (2 * max(1, parallel)))
+    threads = threads_from_env() or max(1, (os.cpu_count() or 1) // (2 * max(1, parallel)))
     torch.set_num_threads(threads)
+    return threads
+
+
+def threads_from_env() -> int | None:
+    """``PBRF_THREADS`` as a positive integer (``None`` when unset); :class:`ThreadsError` if
+    it is anything else — checked before a run starts."""
+    env = os.environ.get("PBRF_THREADS")
+    if env is None or not env.strip():
+        return None
+    try:
+        threads = int(env)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ThreadsError(
+            f"PBRF_THREADS must be a positive integer, got {env!r}; unset it (the default is "
+            "half the cores per running step) or set e.g. PBRF_THREADS=2"
+        )
     return threads

@@ -59,6 +59,22 @@ class StaleArtifactError(ArtifactError):
     pass
 
 
+class WriteError(OSError):
+    """Writing an artifact failed (disk full, read-only, permissions); names the final path."""
+
+    def __init__(self, path: Path | str, cause: OSError) -> None:
+        code = cause.errno if cause.errno is not None else _errno_in(str(cause))
+        super().__init__(code, cause.strerror or str(cause), str(path))
+
+
+def _errno_in(text: str) -> int | None:
+    """The ``[errno N]`` a library (pyarrow) puts in its message instead of ``OSError.errno``."""
+    import re
+
+    found = re.search(r"\[errno (\d+)\]", text, re.IGNORECASE)
+    return int(found.group(1)) if found else None
+
+
 # --------------------------------------------------------------------------- atomic writes
 
 
@@ -76,6 +92,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

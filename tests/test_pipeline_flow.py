@@ -98,5 +98,15 @@ def test_cli_run_prints_the_summary_with_intervals(
     out = capsys.readouterr().out
     assert "retrain-pbrf" in out and "gap (Table 5)" in out and "95 % CI" in out
     assert "horizon: pbrf (matched)" in out
+    # a flipped bit in a finished checkpoint: the rerun recomputes that node and says so
+    damaged = tmp_path / "cli" / "retrain" / "warm" / "shard-0" / "delta.pt"
+    data = bytearray(damaged.read_bytes())
+    data[-200] ^= 0x01
+    damaged.write_bytes(bytes(data))
     # --strict turns the warnings of this tiny run (PBRF still falling) into exit 1
     assert main([*argv, "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "pbrf: retrain-warm: output retrain/warm/shard-0/delta.pt changed on disk (content "
+        "hash mismatch); recomputed" in err
+    ), err

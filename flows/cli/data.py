@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from flows.cli.errors import ConfigError
+
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from pbrf.data.registry import SPECS
     from tasks.datafetch import fetch
 
-    for path in fetch(args.name, args.root):
+    if args.name not in SPECS:
+        raise ConfigError(f"unknown data set {args.name!r}; choose one of {', '.join(SPECS)}")
+    result = fetch(args.name, args.root)
+    for path in result.downloaded:
         print(path)
+    print(result.summary())
     return 0

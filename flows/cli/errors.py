@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 
@@ -67,6 +68,37 @@ def _hint(exc: Exception) -> str:
     return ""
 
 
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that file system, or write elsewhere (--out)",
+    errno.EDQUOT: "free space within your quota, or write elsewhere (--out)",
+    errno.EFBIG: "the file is larger than this system allows; write elsewhere (--out)",
+    errno.EROFS: "the file system is read-only; write elsewhere (--out)",
+    errno.EACCES: "make it writable, or write elsewhere (--out)",
+    errno.EPERM: "make it writable, or write elsewhere (--out)",
+    errno.ENOTDIR: "a file is in the way of a directory; move it, or write elsewhere (--out)",
+    errno.EEXIST: "a file is in the way of a directory; move it, or write elsewhere (--out)",
+    errno.EISDIR: "a directory is in the way of a file; move it, or write elsewhere (--out)",
+}
+
+
+def _os_message(exc: OSError) -> str | None:
+    """One line for a file-system failure the user can fix, naming the path."""
+    if exc.errno not in _OS_FIXES or not exc.filename:
+        return None
+    return f"cannot write {exc.filename}: {exc.strerror or exc}; {_OS_FIXES[exc.errno]}"
+
+
+def _environment_errors() -> tuple[type[BaseException], ...]:
+    """Known failures of the environment or the data: exit 1 with their own one-line message."""
+    from flows.server import ServerError
+    from flows.threads import ThreadsError
+    from pbrf.data.errors import MalformedDataError
+    from tasks.datafetch import FetchError
+    from tasks.lock import RunLockedError
+
+    return (ServerError, ThreadsError, MalformedDataError, FetchError, RunLockedError)
+
+
 def report_error(exc: Exception, *, debug: bool = False) -> int:
     """Print one line for a known failure and return its exit status; re-raise bugs."""
     from pydantic import ValidationError
@@ -83,8 +115,12 @@ def report_error(exc: Exception, *, debug: bool = False) -> int:
         code, msg = EXIT_CONFIG, str(exc)
     elif isinstance(exc, NonFiniteLossError | LissaDivergenceError | NonPositiveScaleError):
         code, msg = EXIT_RUNTIME, str(exc) + _hint(exc)
-    elif isinstance(exc, ArtifactError | RuntimeFailure | FileNotFoundError):
+    elif isinstance(
+        exc, (ArtifactError, RuntimeFailure, FileNotFoundError, *_environment_errors())
+    ):
         code, msg = EXIT_RUNTIME, str(exc)
+    elif isinstance(exc, OSError) and (os_msg := _os_message(exc)) is not None:
+        code, msg = EXIT_RUNTIME, os_msg
     else:
         if not debug:
             traceback.print_exception(exc, file=sys.stderr)

@@ -15,7 +15,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg = read_run_config(out)
     plan = build_plan(cfg.model_dump(mode="json"))
     report = plan.of_step("report")[0]
-    run_node(out, cfg, report.id, plan=plan, force=True)
+    from tasks import preflight
+    from tasks.lock import run_lock
+
+    preflight.check_inputs(out, plan, report)
+    with run_lock(out):
+        run_node(out, cfg, report.id, plan=plan, force=True)
     print_results(out, cfg)
     print(f"\nreport: {out / report.outputs['report_md']}")
     return 0

@@ -38,6 +38,30 @@ def check_out_dir(out) -> None:
             break
 
 
+def check_environment() -> None:
+    """Environment variables that would fail the run later (exit 1 now)."""
+    from flows.threads import threads_from_env
+
+    threads_from_env()
+
+
+def check_data(out, cfg, plan, *, refresh: bool) -> None:
+    """The data files, unless the prepared data set is current (then they are not read)."""
+    from tasks import manifest, preflight
+
+    prepare = plan.of_step("prepare")[0]
+    if refresh or not manifest.status(out, prepare).current:
+        preflight.check_data(cfg.data)
+
+
+def print_recomputed(nodes: dict) -> None:
+    """One line per node rerun because its outputs no longer match their recorded hashes."""
+    for node, record in nodes.items():
+        reason = record.get("reason") or ""
+        if record.get("state") != "Cached" and "changed on disk" in reason:
+            print(f"pbrf: {node}: {reason}; recomputed", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import settings
 
@@ -48,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = {"device": args.device} if args.device else {}
     cfg = config_from(args, device)  # validate before starting anything
     check_device(cfg.device)
+    check_environment()
     from flows.decomposition import DecompositionParams
 
     params = DecompositionParams(
@@ -60,13 +85,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     out = params.out_dir()
     check_out_dir(out)
-    t0 = time.perf_counter()
-    where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-    print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
-    from flows.decomposition import decomposition
+    from flows.server import api_server
+    from flows.supervise import run_decomposition
+    from tasks.lock import run_lock
+    from tasks.plan import build_plan
 
-    result = decomposition(params)
+    plan = build_plan(cfg.model_dump(mode="json"))
+    check_data(out, cfg, plan, refresh=args.refresh)
+    server = api_server()
+    server.check()
+    with run_lock(out):
+        t0 = time.perf_counter()
+        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+        print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
+        with server:
+            result = run_decomposition(params, out, plan, server)
     wall = time.perf_counter() - t0
+    print_recomputed(result["nodes"])
     print()
     print_table(
         [

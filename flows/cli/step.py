@@ -21,9 +21,20 @@ def cmd_step(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"unknown node {args.node!r} for this config; nodes: {', '.join(plan.nodes)}"
         )
+    from flows.cli.run import check_device, check_out_dir
+    from tasks import preflight
+    from tasks.lock import run_lock
+
+    check_device(cfg.device)
     configure_threads(1)
     out = Path(args.out)
-    write_run_config(out, cfg)
-    result = run_node(out, cfg, args.node, plan=plan, force=True)
+    check_out_dir(out)
+    node = plan[args.node]
+    preflight.check_inputs(out, plan, node)  # nothing is written unless every input is usable
+    if node.step == "prepare":
+        preflight.check_data(cfg.data, content=False)  # the step itself parses the files
+    with run_lock(out):
+        result = run_node(out, cfg, args.node, plan=plan, force=True)
+        write_run_config(out, cfg)
     print(json.dumps(result.as_dict()))
     return 0

@@ -1,0 +1,199 @@
+"""How ``pbrf run`` stops: signals, a lost server, and what a rerun will resume from.
+
+The flow runs in a worker thread while the main thread keeps the signal handlers (Prefect
+installs its own SIGTERM handler only when a flow runs in the main thread) and watches the API
+server. On SIGINT, SIGTERM or SIGHUP, or when the server goes away, ``pbrf`` does not wait for the
+steps that are running: their writes are atomic and their nodes have no manifest yet, so a rerun
+recomputes exactly them and reuses every finished node. It prints one line naming the finished
+steps, marks the flow run cancelled (best effort, 3 s), ends its server and exits at once
+(130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 1 for a lost server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flows.server import ServerError
+
+T = TypeVar("T")
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived (raised in the main thread)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def raise_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    for s in SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_watched(fn: Callable[[], T], problem: Callable[[], str | None], poll: float = 0.2) -> T:
+    """``fn()`` in a daemon thread; the caller's thread waits, checking ``problem()`` each
+    ``poll`` seconds and raising :class:`ServerError` with its answer. Signals raise here."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="pbrf-flow", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll)
+        if thread.is_alive() and (why := problem()) is not None:
+            raise ServerError(why)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def finished_nodes(root: Path, plan: Any) -> list[str]:
+    """Nodes whose manifests say their outputs are current (what a rerun reuses)."""
+    from tasks import manifest
+
+    done = []
+    for node in plan:
+        with contextlib.suppress(Exception):
+            if manifest.status(root, node).current:
+                done.append(node.id)
+    return done
+
+
+def progress_phrase(root: Path, plan: Any, limit: int = 8) -> str:
+    """E.g. ``"3 of 12 steps finished (prepare, select, train_base)"``."""
+    done = finished_nodes(root, plan)
+    total = len(plan.nodes)
+    names = ", ".join(done[:limit]) + (f", … {len(done) - limit} more" if len(done) > limit else "")
+    listing = f" ({names})" if done else ""
+    return f"{len(done)} of {total} steps finished{listing}"
+
+
+def cancel_flow_run(flow_run_id: Any, message: str, timeout: float = 3.0) -> None:
+    """Mark the flow run cancelled on the API, giving up after ``timeout`` seconds."""
+    if flow_run_id is None:
+        return
+
+    def call() -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        with get_client(sync_client=True, httpx_settings={"timeout": timeout}) as client:
+            client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
+
+    def guarded() -> None:
+        with contextlib.suppress(Exception):
+            call()
+
+    worker = threading.Thread(target=guarded, daemon=True)
+    worker.start()
+    worker.join(timeout)
+
+
+def hard_exit(code: int, line: str, cleanup: Callable[[], None]) -> None:
+    """Print ``line``, run ``cleanup`` (a second signal skips it) and exit without waiting for
+    the running steps' threads."""
+
+    def again(signum: int, frame: Any) -> None:
+        os._exit(code)
+
+    for s in SIGNALS:
+        with contextlib.suppress(ValueError):
+            signal.signal(s, again)
+    print(line, file=sys.stderr, flush=True)
+    with contextlib.suppress(Exception):
+        cleanup()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def drain_prefect(timeout: float = 5.0) -> None:
+    """Send Prefect's queued logs and events before the server they go to is stopped."""
+    with contextlib.suppress(Exception):
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=timeout)
+        EventsWorker.drain_all(timeout=timeout)
+
+
+def run_decomposition(params: Any, out: Path, plan: Any, server: Any) -> dict[str, Any]:
+    """The ``decomposition`` flow under supervision (see the module docstring): its result, or
+    an immediate exit on a signal or a lost server."""
+    from flows.decomposition import decomposition
+
+    ids: dict[str, Any] = {}
+
+    def remember(flow: Any, flow_run: Any, state: Any) -> None:
+        ids["flow_run"] = flow_run.id
+
+    flow = decomposition.with_options(on_running=[*decomposition.on_running_hooks, remember])
+    try:
+        result = run_watched(lambda: flow(params), server.problem)
+    except Terminated as sig:
+        line = (
+            f"pbrf: interrupted by {sig.name}: {progress_phrase(out, plan)}, the rest cancelled; "
+            "rerun the same command to resume"
+        )
+
+        def cleanup() -> None:
+            cancel_flow_run(ids.get("flow_run"), line.removeprefix("pbrf: "))
+            server.stop()
+
+        hard_exit(sig.exit_code, line, cleanup)
+        raise  # not reached
+    except ServerError as lost:
+        line = (
+            f"pbrf: error: {lost}: {progress_phrase(out, plan)}; rerun the same command to resume"
+        )
+        hard_exit(1, line, server.stop)
+        raise  # not reached
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("httpx", "httpcore")):
+            raise
+        line = (
+            f"pbrf: error: lost the Prefect API at {server.api_url} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}): {progress_phrase(out, plan)}; rerun the same "
+            "command to resume"
+        )
+        hard_exit(1, line, server.stop)
+        raise  # not reached
+    drain_prefect()
+    return result
