@@ -1,0 +1,140 @@
+"""Does a sweep show the trend the paper reports? One verdict per expectation.
+
+For ``increases``/``decreases`` the verdict combines two facts about the term's estimate
+against the swept value (ordered by x):
+
+* the direction: the sign of the Spearman rank correlation ρ between x and the estimate over
+  the points (monotone association, insensitive to the axis scale);
+* the size: whether the 95 % interval at the largest x lies entirely above (below) the one at
+  the smallest x — a change larger than the removal-to-removal uncertainty of either end.
+
+``appears``: right direction and separated ends; ``unresolved``: right direction, overlapping
+ends; ``opposite``: wrong direction and separated ends; ``absent``: anything else. For
+``peaks`` the verdict names the x of the largest estimate and whether it lies inside the grid
+with both ends below its interval. Fewer than three points give no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pbrf.stats import correlation
+from pbrf.sweeps import Expectation, SweepSpec
+from tasks.results import GAP_TITLES, SOURCE_TITLES, fmt
+
+MIN_POINTS = 3
+
+
+@dataclass(frozen=True)
+class TrendVerdict:
+    term: str
+    trend: str
+    source: str
+    group: str  # "" or the second axis' value
+    outcome: str  # appears | unresolved | opposite | absent | interior peak | edge peak | too few
+    rho: float | None
+    text: str
+
+
+def term_title(term: str) -> str:
+    if term.startswith(("spearman:", "pearson:")):
+        method, ref = term.split(":", 1)
+        return f"{method.capitalize()} of influence vs {SOURCE_TITLES.get(ref, ref)}"
+    return f"{GAP_TITLES.get(term, term)} gap"
+
+
+def _rows(table: pd.DataFrame, x: pd.Series, term: str) -> pd.DataFrame:
+    if ":" in term:
+        quantity, name = term.split(":", 1)
+    else:
+        quantity, name = "gap", term
+    mask = (table["quantity"] == quantity) & (table["term"] == name)
+    rows = table[mask].assign(x=x[mask])
+    rows = rows[np.isfinite(rows["x"].astype(float)) & np.isfinite(rows["estimate"].astype(float))]
+    return rows.sort_values("x")
+
+
+def _cell(r: pd.Series) -> str:
+    return f"{fmt(r['x'], '.3g')}: {fmt(r['estimate'], '.3g')} [{fmt(r['low'], '.3g')}, {fmt(r['high'], '.3g')}]"
+
+
+def _monotone(e: Expectation, rows: pd.DataFrame) -> tuple[str, float]:
+    rho = correlation(
+        np.array(rows["x"], dtype=float), np.array(rows["estimate"], dtype=float), method="spearman"
+    )
+    first, last = rows.iloc[0], rows.iloc[-1]
+    up = last["low"] > first["high"]
+    down = last["high"] < first["low"]
+    sign = 1 if e.trend == "increases" else -1
+    right = not math.isnan(rho) and sign * rho > 0
+    separated_right = up if sign > 0 else down
+    separated_wrong = down if sign > 0 else up
+    if right and separated_right:
+        return "appears", rho
+    if right:
+        return "unresolved", rho
+    if separated_wrong:
+        return "opposite", rho
+    return "absent", rho
+
+
+def _peak(rows: pd.DataFrame) -> str:
+    i = int(np.argmax(rows["estimate"].to_numpy(float)))
+    top = rows.iloc[i]
+    inside = 0 < i < len(rows) - 1
+    ends_below = all(rows.iloc[j]["estimate"] < top["low"] for j in (0, len(rows) - 1) if j != i)
+    return "interior peak" if inside and ends_below else "edge peak" if not inside else "flat top"
+
+
+def trend_verdicts(spec: SweepSpec, table: pd.DataFrame, x: pd.Series) -> list[TrendVerdict]:
+    """One verdict per expectation of ``spec`` (per value of a second axis, if any)."""
+    out: list[TrendVerdict] = []
+    xname = "η·S/(T/σ)" if spec.x == "horizon_ratio" else spec.keys[0]
+    groups = (
+        [("", table.index)]
+        if len(spec.keys) == 1
+        else [
+            (f"{spec.keys[1]}={fmt(v, 'g')}", g.index)
+            for v, g in table.groupby("value2", sort=False)
+        ]
+    )
+    for e in spec.expectations:
+        for label, idx in groups:
+            rows = _rows(table.loc[idx], x.loc[idx], e.term)
+            where = f" ({label})" if label else ""
+            head = f"{term_title(e.term)} {e.trend} with {xname}{where} [{e.source}]"
+            if len(rows) < MIN_POINTS:
+                out.append(
+                    TrendVerdict(
+                        e.term,
+                        e.trend,
+                        e.source,
+                        label,
+                        "too few",
+                        None,
+                        f"{head}: fewer than {MIN_POINTS} points, no verdict",
+                    )
+                )
+                continue
+            if e.trend == "peaks":
+                outcome = _peak(rows)
+                top = rows.iloc[int(np.argmax(rows["estimate"].to_numpy(float)))]
+                text = (
+                    f"{head}: **{outcome}** at {xname} = {fmt(top['x'], '.3g')} "
+                    f"({fmt(top['estimate'], '.3f')} [{fmt(top['low'], '.2f')}, "
+                    f"{fmt(top['high'], '.2f')}]); ends {_cell(rows.iloc[0])} and "
+                    f"{_cell(rows.iloc[-1])}"
+                )
+                out.append(TrendVerdict(e.term, e.trend, e.source, label, outcome, None, text))
+                continue
+            outcome, rho = _monotone(e, rows)
+            text = (
+                f"{head}: **{outcome}** — Spearman ρ(x, estimate) = {fmt(rho, '.2f')} over "
+                f"{len(rows)} points; {_cell(rows.iloc[0])} → {_cell(rows.iloc[-1])}"
+            )
+            out.append(TrendVerdict(e.term, e.trend, e.source, label, outcome, rho, text))
+    return out
