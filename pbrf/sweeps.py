@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pbrf.config import StudyConfig
 from pbrf.presets import apply_overrides, get_preset, preset_dict
@@ -33,6 +33,14 @@ from pbrf.presets import apply_overrides, get_preset, preset_dict
 Trend = Literal["increases", "decreases", "flat", "peaks"]
 XAxis = Literal["value", "horizon_ratio"]
 MAX_AXES = 2
+
+
+class PointError(ValueError):
+    """A grid point whose config is invalid: ``point`` names it, ``error`` says why."""
+
+    def __init__(self, point: str, error: ValidationError):
+        self.point, self.error = point, error
+        super().__init__(f"grid point {point}: {error}")
 
 
 class _Frozen(BaseModel):
@@ -110,7 +118,10 @@ class SweepSpec(_Frozen):
         for combo in itertools.product(*(a.values for a in self.axes)):
             values = dict(zip(self.keys, combo, strict=True))
             pid = point_id(values)
-            cfg = StudyConfig.model_validate(apply_overrides(base, values))
+            try:
+                cfg = StudyConfig.model_validate(apply_overrides(base, values))
+            except ValidationError as exc:
+                raise PointError(pid, exc) from None
             dump = repr(cfg.model_dump(mode="json"))
             if dump in seen:
                 raise ValueError(f"grid points {seen[dump]} and {pid} give the same config")
