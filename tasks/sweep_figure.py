@@ -41,7 +41,9 @@ def _groups(spec: SweepSpec, table: pd.DataFrame):
 
 def sweep_figure(spec: SweepSpec, table: pd.DataFrame, x: pd.Series, path: Path) -> None:
     gaps = [g for g in GAP_TITLES if g in set(table.loc[table["quantity"] == "gap", "term"])]
-    panels = [*gaps, "correlation"]
+    have = list(dict.fromkeys(table.loc[table["quantity"] == "spearman", "term"]))
+    refs = [r for r in CORRELATIONS if r in have] or have[:2]
+    panels = [*gaps, *(["correlation"] if refs else [])]
     fig = Figure(figsize=(3.2 * len(panels), 3.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     log_x = spec.x == "horizon_ratio" or spec.axes[0].log
@@ -50,10 +52,10 @@ def sweep_figure(spec: SweepSpec, table: pd.DataFrame, x: pd.Series, path: Path)
         positive = True
         for label, group in _groups(spec, table):
             if panel == "correlation":
-                for ref in CORRELATIONS:
+                for ref in refs:
                     rows = group[(group["quantity"] == "spearman") & (group["term"] == ref)]
                     xs, est, el, eh, _ = _series(rows, x)
-                    name = SOURCE_TITLES[ref] + (f", {label}" if label else "")
+                    name = SOURCE_TITLES.get(ref, ref) + (f", {label}" if label else "")
                     ax.errorbar(xs, est, yerr=[el, eh], marker="o", ms=3, capsize=3, label=name)
                 ax.set_title("Spearman: influence vs")
                 ax.axhline(0.0, color="grey", lw=0.6)

@@ -71,6 +71,12 @@ def resolve(args: argparse.Namespace):
         raise
 
 
+def _progress(r: Any) -> None:
+    where = f" from {r.source}" if r.source else ""
+    took = f" ({r.seconds:.1f} s)" if r.state == "Completed" else ""
+    print(f"{r.point}/{r.node}: {r.state}{where}{took}", file=sys.stderr, flush=True)
+
+
 def _print_states(results: list[Any], sp: Any) -> None:
     from tasks.sweep import summarize
 
@@ -152,7 +158,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         configure_threads(1)
         write_sweep(out, sp)
-        results = run_sweep_points(out, sp, only=args.point, refresh=args.refresh)
+        results = run_sweep_points(
+            out, sp, only=args.point, refresh=args.refresh, on_result=_progress
+        )
         _print_states(results, sp)
         if args.point:
             return 0
