@@ -81,11 +81,12 @@ def point_dir(root: Path | str, pid: str) -> Path:
     return Path(root) / POINTS_DIR / pid
 
 
-def write_sweep(root: Path | str, sp: SweepPlan) -> Path:
-    """Save ``sweep.json`` and every point's ``config.json`` (before anything runs)."""
+def write_sweep(root: Path | str, sp: SweepPlan, *, only: str | None = None) -> Path:
+    """Save ``sweep.json`` and every point's (or point ``only``'s) ``config.json``."""
     root = Path(root)
     for p in sp.points:
-        write_run_config(point_dir(root, p.id), p.config)
+        if only is None or p.id == only:
+            write_run_config(point_dir(root, p.id), p.config)
     return write_json(
         root / SWEEP_FILE,
         {

@@ -43,7 +43,7 @@ def resolve(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from pbrf.sweeps import PointError, SweepSpec, resolve_sweep
-    from tasks.sweep import plan_sweep
+    from tasks.sweep import SWEEP_FILE, plan_sweep, read_sweep
     from tasks.sweep_dvc import read_spec_file
 
     overrides = parse_overrides(args.set)
@@ -58,8 +58,12 @@ def resolve(args: argparse.Namespace):
             spec = SweepSpec.model_validate(data)
         elif args.name:
             spec = resolve_sweep(args.name, args.scale, grid=_grid(args.grid), overrides=overrides)
+        elif args.out and (Path(args.out) / SWEEP_FILE).is_file():  # a finished sweep's spec
+            spec = read_sweep(args.out)
         else:
-            raise ConfigError("name a sweep (see `pbrf sweeps`) or give --spec FILE")
+            raise ConfigError(
+                "name a sweep (see `pbrf sweeps`), give --spec FILE, or --out a sweep directory"
+            )
         return plan_sweep(spec)
     except PointError as exc:
         raise ConfigError(f"grid point {exc.point}: {_validation_message(exc.error)}") from None
@@ -133,8 +137,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"--point {args.point}: no such grid point; points: "
             + ", ".join(p.id for p in sp.points)
         )
-    if args.spec and not (args.serial or args.point or args.collect or args.dvc):
-        raise ConfigError("--spec runs without Prefect: add --serial, --point or --collect")
+    if not args.name and not (args.serial or args.point or args.collect or args.dvc):
+        raise ConfigError("--spec or --out alone runs without Prefect: add --serial or --collect")
     if args.device:
         from flows.cli.run import check_device
 
@@ -157,7 +161,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from flows.threads import configure_threads
 
         configure_threads(1)
-        write_sweep(out, sp)
+        write_sweep(out, sp, only=args.point)
         results = run_sweep_points(
             out, sp, only=args.point, refresh=args.refresh, on_result=_progress
         )
