@@ -115,6 +115,27 @@ def sweep_table(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def per_removal_gaps(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
+    """Every point's gaps per removal (long), with ``removals``: the config stamp of the
+    point's ``select`` node — equal stamps, the same removal sets (paired comparisons)."""
+    root = Path(root)
+    parts = []
+    for p in sp.points:
+        agg = sp.plans[p.id].of_step("aggregate")[0]
+        df = artifacts.read_table(
+            point_dir(root, p.id) / agg.outputs["gaps_per_removal"],
+            schemas.GAPS_PER_REMOVAL,
+            step="aggregate",
+            stamp=agg.stamp,
+        )
+        parts.append(
+            df.rename(columns={"gap": "term"})[["term", "removal_id", "distance"]].assign(
+                point=p.id, removals=sp.plans[p.id]["select"].stamp
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
 def x_values(sp: SweepPlan, table: pd.DataFrame) -> pd.Series:
     """The plotted x of each row: the swept value, or the horizon ratio η·S/(T/σ)."""
     return table["horizon_ratio"] if sp.spec.x == "horizon_ratio" else table["value"]
@@ -235,7 +256,7 @@ def collect(sp: SweepPlan, root: Path | str, *, force: bool = False) -> dict[str
     ``{"state": "Completed"|"Cached", "table": DataFrame, "verdicts": [...]}``."""
     root = Path(root)
     table = sweep_table(sp, root)
-    verdicts = trend_verdicts(sp.spec, table, x_values(sp, table))
+    verdicts = trend_verdicts(sp.spec, table, x_values(sp, table), per_removal_gaps(sp, root))
     if collect_current(sp, root) and not force:
         return {"state": "Cached", "table": table, "verdicts": verdicts}
     stamp = _collect_key(sp, root)[:16]

@@ -5,11 +5,14 @@ against the swept value (ordered by x):
 
 * the direction: the sign of the Spearman rank correlation ρ between x and the estimate over
   the points (monotone association, insensitive to the axis scale);
-* the size: whether the 95 % interval at the largest x lies entirely above (below) the one at
-  the smallest x — a change larger than the removal-to-removal uncertainty of either end.
+* the size: whether the term at the largest x is above (below) the one at the smallest x by
+  more than the removal-to-removal uncertainty. When both ends measured the same removal sets
+  (same ``select`` node: every sweep but the fraction sweep) and per-removal gaps are given,
+  this is paired — the 95 % BCa interval of the mean per-removal difference excludes 0 —
+  otherwise the two ends' own 95 % intervals must not overlap.
 
-``appears``: right direction and separated ends; ``unresolved``: right direction, overlapping
-ends; ``opposite``: wrong direction and separated ends; ``absent``: anything else. For
+``appears``: right direction and a change beyond the uncertainty; ``unresolved``: right
+direction within it; ``opposite``: wrong direction and separated ends; ``absent``: anything else. For
 ``peaks`` the verdict names the x of the largest estimate and whether it lies inside the grid
 with both ends below its interval. Fewer than three points give no verdict.
 """
@@ -22,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pbrf.stats import correlation
+from pbrf.stats import Interval, bootstrap_mean, correlation
 from pbrf.sweeps import Expectation, SweepSpec
 from tasks.results import GAP_TITLES, SOURCE_TITLES, fmt
 
 MIN_POINTS = 3
+RESAMPLES, LEVEL = 2000, 0.95  # as every interval of a run (tasks.aggregate)
 
 
 @dataclass(frozen=True)
@@ -62,24 +66,54 @@ def _cell(r: pd.Series) -> str:
     return f"{fmt(r['x'], '.3g')}: {fmt(r['estimate'], '.3g')} [{fmt(r['low'], '.3g')}, {fmt(r['high'], '.3g')}]"
 
 
-def _monotone(e: Expectation, rows: pd.DataFrame) -> tuple[str, float]:
+def paired_difference(
+    per_removal: pd.DataFrame | None, term: str, first: str, last: str
+) -> Interval | None:
+    """Mean over removals of ``term(last) − term(first)`` with its BCa interval, when both
+    points measured the same removal sets (``per_removal``: point, term, removal_id,
+    distance, removals — the key of the removal sets)."""
+    if per_removal is None or ":" in term:
+        return None
+    a = per_removal[(per_removal["point"] == first) & (per_removal["term"] == term)]
+    b = per_removal[(per_removal["point"] == last) & (per_removal["term"] == term)]
+    if a.empty or set(a["removals"]) != set(b["removals"]) or len(set(a["removals"])) != 1:
+        return None
+    a, b = a.sort_values("removal_id"), b.sort_values("removal_id")
+    if list(a["removal_id"]) != list(b["removal_id"]):
+        return None
+    diff = np.array(b["distance"], dtype=float) - np.array(a["distance"], dtype=float)
+    return bootstrap_mean(diff, resamples=RESAMPLES, level=LEVEL, seed=0)
+
+
+def _monotone(
+    e: Expectation, rows: pd.DataFrame, per_removal: pd.DataFrame | None
+) -> tuple[str, float, str]:
     rho = correlation(
         np.array(rows["x"], dtype=float), np.array(rows["estimate"], dtype=float), method="spearman"
     )
     first, last = rows.iloc[0], rows.iloc[-1]
-    up = last["low"] > first["high"]
-    down = last["high"] < first["low"]
+    paired = paired_difference(per_removal, e.term, first.get("point"), last.get("point"))
+    if paired is not None:
+        up, down = paired.low > 0, paired.high < 0
+        how = (
+            f"paired over the {paired.n} shared removals, last − first = "
+            f"{fmt(paired.estimate, '.3g')} [{fmt(paired.low, '.3g')}, {fmt(paired.high, '.3g')}]"
+        )
+    else:
+        up = last["low"] > first["high"]
+        down = last["high"] < first["low"]
+        how = "unpaired: the ends' intervals compared"
     sign = 1 if e.trend == "increases" else -1
     right = not math.isnan(rho) and sign * rho > 0
     separated_right = up if sign > 0 else down
     separated_wrong = down if sign > 0 else up
     if right and separated_right:
-        return "appears", rho
+        return "appears", rho, how
     if right:
-        return "unresolved", rho
+        return "unresolved", rho, how
     if separated_wrong:
-        return "opposite", rho
-    return "absent", rho
+        return "opposite", rho, how
+    return "absent", rho, how
 
 
 def _peak(rows: pd.DataFrame) -> str:
@@ -90,8 +124,14 @@ def _peak(rows: pd.DataFrame) -> str:
     return "interior peak" if inside and ends_below else "edge peak" if not inside else "flat top"
 
 
-def trend_verdicts(spec: SweepSpec, table: pd.DataFrame, x: pd.Series) -> list[TrendVerdict]:
-    """One verdict per expectation of ``spec`` (per value of a second axis, if any)."""
+def trend_verdicts(
+    spec: SweepSpec,
+    table: pd.DataFrame,
+    x: pd.Series,
+    per_removal: pd.DataFrame | None = None,
+) -> list[TrendVerdict]:
+    """One verdict per expectation of ``spec`` (per value of a second axis, if any);
+    ``per_removal`` (see :func:`paired_difference`) makes gap comparisons paired."""
     out: list[TrendVerdict] = []
     xname = "η·S/(T/σ)" if spec.x == "horizon_ratio" else spec.keys[0]
     groups = (
@@ -131,10 +171,10 @@ def trend_verdicts(spec: SweepSpec, table: pd.DataFrame, x: pd.Series) -> list[T
                 )
                 out.append(TrendVerdict(e.term, e.trend, e.source, label, outcome, None, text))
                 continue
-            outcome, rho = _monotone(e, rows)
+            outcome, rho, how = _monotone(e, rows, per_removal)
             text = (
                 f"{head}: **{outcome}** — Spearman ρ(x, estimate) = {fmt(rho, '.2f')} over "
-                f"{len(rows)} points; {_cell(rows.iloc[0])} → {_cell(rows.iloc[-1])}"
+                f"{len(rows)} points; {_cell(rows.iloc[0])} → {_cell(rows.iloc[-1])}; {how}"
             )
             out.append(TrendVerdict(e.term, e.trend, e.source, label, outcome, rho, text))
     return out

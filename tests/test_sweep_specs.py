@@ -142,3 +142,37 @@ def test_peak_verdict_names_the_interior_maximum() -> None:
     )
     (v,) = trend_verdicts(spec, table, table["horizon_ratio"])
     assert v.outcome == "interior peak" and "= 1 " in v.text
+
+
+def test_shared_removals_make_the_comparison_paired() -> None:
+    """Removal-to-removal spread hides a change every removal shows: the ends' intervals
+    overlap (unpaired: unresolved), but each removal's gap rises by 0.5 ± 0.1 (paired: appears);
+    with different removal sets the comparison stays unpaired."""
+    spec = resolve_sweep("fig5-damping", "smoke", grid={"damping": [1e-4, 1e-3, 1e-2, 1e-1]})
+    table = _table([1e-4, 1e-3, 1e-2, 1e-1], [1.0, 1.2, 1.3, 1.5], 2.0)
+    table["point"] = [p.id for p in spec.points()]
+    base = [0.1, 1.0, 2.0, 3.0, 0.5, 1.5]  # wide spread over removals
+    bump = [0.4, 0.5, 0.6, 0.5, 0.45, 0.55]
+    per = pd.DataFrame(
+        [
+            {
+                "point": pid,
+                "term": "proximity",
+                "removal_id": i,
+                "distance": b + k * d / 3,
+                "removals": "same",
+            }
+            for k, pid in enumerate(table["point"])
+            for i, (b, d) in enumerate(zip(base, bump, strict=True))
+        ]
+    )
+
+    def proximity(per_removal):
+        verdicts = trend_verdicts(spec, table, table["value"], per_removal)
+        return next(v for v in verdicts if v.term == "proximity")
+
+    assert proximity(None).outcome == "unresolved"
+    paired = proximity(per)
+    assert paired.outcome == "appears" and "paired over the 6 shared removals" in paired.text
+    per.loc[per["point"] == table["point"].iloc[-1], "removals"] = "other"
+    assert proximity(per).outcome == "unresolved"
