@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pbrf.config import StudyConfig
 from pbrf.presets import apply_overrides, get_preset, preset_dict
 
-Trend = Literal["increases", "decreases", "flat", "peaks"]
+Trend = Literal["increases", "decreases", "peaks", "dips"]
 XAxis = Literal["value", "horizon_ratio"]
 MAX_AXES = 2
 
@@ -310,7 +310,15 @@ SWEEPS: dict[str, SweepPreset] = {
         },
         log=True,
         x="horizon_ratio",
-        expectations=(Expectation(term="spearman:pbrf", trend="peaks", source="horizon matching"),),
+        expectations=tuple(
+            Expectation(term=term, trend=trend, source="horizon matching")
+            for term, trend in (
+                ("spearman:pbrf", "peaks"),
+                ("pearson:pbrf", "peaks"),
+                ("pearson:linearized_pbrf", "peaks"),
+                ("solver", "dips"),
+            )
+        ),
     ),
 }
 

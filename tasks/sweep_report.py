@@ -167,8 +167,10 @@ def summary_rows(sp: SweepPlan, table: pd.DataFrame) -> list[dict[str, str]]:
                 if r is None
                 else f"{fmt(r.estimate, '.4g')} [{fmt(r.low, '.3g')}, {fmt(r.high, '.3g')}]"
             )
+        pr = {r.term: r for r in group[group["quantity"] == "pearson"].itertuples(index=False)}
         row["Spearman IF vs LOO"] = _corr(s.get("cold"))
         row["Spearman IF vs PBRF"] = _corr(s.get("pbrf"))
+        row["Pearson IF vs PBRF"] = _corr(pr.get("pbrf"))
         row["warnings"] = str(int(first["warnings"]))
         out.append(row)
     return out

@@ -13,8 +13,9 @@ against the swept value (ordered by x):
 
 ``appears``: right direction and a change beyond the uncertainty; ``unresolved``: right
 direction within it; ``opposite``: wrong direction and separated ends; ``absent``: anything else. For
-``peaks`` the verdict names the x of the largest estimate and whether it lies inside the grid
-with both ends below its interval. Fewer than three points give no verdict.
+``peaks`` (``dips``) the verdict names the x of the largest (smallest) estimate and whether it
+lies inside the grid with both ends below (above) its interval. Fewer than three points give
+no verdict.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class TrendVerdict:
     trend: str
     source: str
     group: str  # "" or the second axis' value
-    outcome: str  # appears | unresolved | opposite | absent | interior peak | edge peak | too few
+    outcome: str  # appears | unresolved | opposite | absent | interior/edge peak/dip | too few
     rho: float | None
     text: str
 
@@ -116,12 +117,22 @@ def _monotone(
     return "absent", rho, how
 
 
-def _peak(rows: pd.DataFrame) -> str:
-    i = int(np.argmax(rows["estimate"].to_numpy(float)))
+def _extremum(rows: pd.DataFrame, trend: str) -> tuple[str, pd.Series]:
+    """``peaks``: the largest estimate; ``dips``: the smallest. Interior, with both ends beyond
+    its interval (below a peak's lower end, above a dip's upper end), or not."""
+    est = rows["estimate"].to_numpy(float)
+    i = int(np.argmax(est) if trend == "peaks" else np.argmin(est))
     top = rows.iloc[i]
-    inside = 0 < i < len(rows) - 1
-    ends_below = all(rows.iloc[j]["estimate"] < top["low"] for j in (0, len(rows) - 1) if j != i)
-    return "interior peak" if inside and ends_below else "edge peak" if not inside else "flat top"
+    ends = [rows.iloc[j]["estimate"] for j in (0, len(rows) - 1) if j != i]
+    beyond = (
+        all(v < top["low"] for v in ends)
+        if trend == "peaks"
+        else all(v > top["high"] for v in ends)
+    )
+    kind = "peak" if trend == "peaks" else "dip"
+    if not 0 < i < len(rows) - 1:
+        return f"edge {kind}", top
+    return (f"interior {kind}" if beyond else f"interior {kind} within the uncertainty"), top
 
 
 def trend_verdicts(
@@ -160,9 +171,8 @@ def trend_verdicts(
                     )
                 )
                 continue
-            if e.trend == "peaks":
-                outcome = _peak(rows)
-                top = rows.iloc[int(np.argmax(rows["estimate"].to_numpy(float)))]
+            if e.trend in ("peaks", "dips"):
+                outcome, top = _extremum(rows, e.trend)
                 text = (
                     f"{head}: **{outcome}** at {xname} = {fmt(top['x'], '.3g')} "
                     f"({fmt(top['estimate'], '.3f')} [{fmt(top['low'], '.2f')}, "

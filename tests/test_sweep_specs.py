@@ -124,24 +124,24 @@ def test_trend_verdicts_on_constructed_tables(est, half, outcome) -> None:
     assert v.rho is not None and not math.isnan(v.rho)
 
 
-def test_peak_verdict_names_the_interior_maximum() -> None:
+def test_peak_and_dip_verdicts_name_the_interior_extremum() -> None:
     spec = resolve_sweep("pbrf-horizon", "smoke")
     ratios = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
-    est = [0.1, 0.3, 0.6, 0.95, 0.7, 0.4]
-    table = pd.DataFrame(
-        {
-            "quantity": "spearman",
-            "term": "pbrf",
-            "value": [20, 60, 200, 600, 2000, 6000],
-            "value2": None,
-            "estimate": est,
-            "low": [e - 0.05 for e in est],
-            "high": [e + 0.05 for e in est],
-            "horizon_ratio": ratios,
-        }
-    )
-    (v,) = trend_verdicts(spec, table, table["horizon_ratio"])
-    assert v.outcome == "interior peak" and "= 1 " in v.text
+    rows = []
+    for quantity, term, est in (
+        ("spearman", "pbrf", [0.1, 0.3, 0.6, 0.95, 0.7, 0.4]),
+        ("pearson", "pbrf", [0.1, 0.3, 0.6, 0.95, 0.9, 0.99]),  # the top is at the edge
+        ("gap", "solver", [0.02, 0.01, 0.005, 0.0002, 0.004, 0.01]),
+    ):
+        for r, e in zip(ratios, est, strict=True):
+            row = {"quantity": quantity, "term": term, "estimate": e, "horizon_ratio": r}
+            rows.append({**row, "low": e - 0.001, "high": e + 0.001, "value2": None})
+    table = pd.DataFrame(rows)
+    v = {x.term: x for x in trend_verdicts(spec, table, table["horizon_ratio"])}
+    assert v["spearman:pbrf"].outcome == "interior peak" and "= 1 " in v["spearman:pbrf"].text
+    assert v["pearson:pbrf"].outcome == "edge peak"
+    assert v["solver"].outcome == "interior dip" and "= 1 " in v["solver"].text
+    assert v["pearson:linearized_pbrf"].outcome == "too few"
 
 
 def test_shared_removals_make_the_comparison_paired() -> None:
