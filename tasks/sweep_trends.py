@@ -175,8 +175,8 @@ def trend_verdicts(
                 outcome, top = _extremum(rows, e.trend)
                 text = (
                     f"{head}: **{outcome}** at {xname} = {fmt(top['x'], '.3g')} "
-                    f"({fmt(top['estimate'], '.3f')} [{fmt(top['low'], '.2f')}, "
-                    f"{fmt(top['high'], '.2f')}]); ends {_cell(rows.iloc[0])} and "
+                    f"({fmt(top['estimate'], '.3g')} [{fmt(top['low'], '.3g')}, "
+                    f"{fmt(top['high'], '.3g')}]); ends {_cell(rows.iloc[0])} and "
                     f"{_cell(rows.iloc[-1])}"
                 )
                 out.append(TrendVerdict(e.term, e.trend, e.source, label, outcome, None, text))
