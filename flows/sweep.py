@@ -84,8 +84,8 @@ def sweep_node_task(root: str, spec_json: str, point: str, node_id: str, refresh
     lock = _FORWARD_AD if sp.plans[point][node_id].forward_ad else nullcontext()
     with lock:
         result = run_sweep_node(root, sp, point, node_id, refresh=refresh)
-    if result.state in ("Cached", "Reused"):
-        why = f"from {result.source}" if result.source else "outputs current"
+    if result.state != "Completed":  # Cached, Reused, Diverged or Skipped: the flow goes on
+        why = result.message or (f"from {result.source}" if result.source else "outputs current")
         return Completed(name=result.state, message=why, data=result.as_dict())
     return result.as_dict()
 

@@ -40,6 +40,7 @@ from tasks.runner import run_node, write_run_config
 SWEEP_FILE = "sweep.json"
 POINTS_DIR = "points"
 INDEX_DIR = Path(".pbrf") / "index"
+DIVERGED_DIR = Path(".pbrf") / "diverged"
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,42 @@ def reuse_from_sibling(root: Path, pid: str, node: Node) -> str | None:
     return src
 
 
+# --------------------------------------------------------------------------- divergence
+
+
+def divergence(root: Path, pid: str, node: Node) -> str | None:
+    """The message of a recorded numerical failure of ``node`` for the inputs, config and code
+    it has now in point ``pid`` (any point's failure with the same key counts), else ``None``."""
+    key = manifest.node_key(point_dir(root, pid), node)
+    path = root / DIVERGED_DIR / f"{key}.json"
+    if key is None or not path.is_file():
+        return None
+    return str(json.loads(path.read_text(encoding="utf-8"))["message"])
+
+
+def blocked_by(root: Path, pid: str, plan: Plan, node: Node) -> str | None:
+    """The upstream node of this point that diverged (directly or further up), if any."""
+    proot = point_dir(root, pid)
+    for uid in node.upstream:
+        up = plan[uid]
+        if manifest.status(proot, up).current:
+            continue
+        if divergence(root, pid, up) is not None:
+            return uid
+        further = blocked_by(root, pid, plan, up)
+        if further is not None:
+            return further
+    return None
+
+
+def _record_divergence(root: Path, pid: str, node: Node, message: str) -> None:
+    key = manifest.node_key(point_dir(root, pid), node)
+    if key is not None:
+        write_json(
+            root / DIVERGED_DIR / f"{key}.json", {"point": pid, "node": node.id, "message": message}
+        )
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -161,10 +198,13 @@ def reuse_from_sibling(root: Path, pid: str, node: Node) -> str | None:
 class SweepNodeResult:
     point: str
     node: str
-    state: str  # "Completed" (ran), "Cached" (current here) or "Reused" (from a sibling)
+    # "Completed" (ran), "Cached" (current here), "Reused" (from a sibling), "Diverged" (a
+    # numerical failure: NaN loss, LiSSA diverging) or "Skipped" (an upstream node diverged)
+    state: str
     seconds: float  # compute time of the run that produced the outputs
     warnings: list[str] = field(default_factory=list)
     source: str = ""  # the point it was reused from
+    message: str = ""  # why it diverged or was skipped
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +214,7 @@ class SweepNodeResult:
             "seconds": self.seconds,
             "warnings": self.warnings,
             "source": self.source,
+            "message": self.message,
         }
 
 
@@ -183,13 +224,23 @@ def run_sweep_node(
     """Reuse (here or from a sibling) or execute one node of one point.
 
     With ``refresh`` the first point holding a node recomputes it and the others link its
-    fresh outputs, so every distinct computation still runs exactly once.
+    fresh outputs, so every distinct computation still runs exactly once. A numerical failure
+    (:class:`FloatingPointError`: a non-finite loss, LiSSA diverging) is a result of the grid
+    point, not of the sweep: it is recorded by key (``Diverged``; a rerun does not repeat it)
+    and the point's nodes below it are ``Skipped``, while the other points go on.
     """
     root = Path(root)
     point, plan = sp.point(pid), sp.plans[pid]
     node = plan[node_id]
     proot = point_dir(root, pid)
     owner = sp.is_owner(pid, node)
+    blocker = blocked_by(root, pid, plan, node)
+    if blocker is not None:
+        return SweepNodeResult(pid, node.id, "Skipped", 0.0, message=f"{blocker} diverged")
+    if not refresh:
+        known = divergence(root, pid, node)
+        if known is not None and not manifest.status(proot, node).current:
+            return SweepNodeResult(pid, node.id, "Diverged", 0.0, message=known)
     if not (refresh and owner):
         state = manifest.status(proot, node)
         if state.current and not refresh:
@@ -204,7 +255,12 @@ def run_sweep_node(
             return SweepNodeResult(
                 pid, node.id, "Reused", float(m["seconds"]), list(m.get("warnings", [])), src
             )
-    res = run_node(proot, point.config, node_id, plan=plan, force=refresh)
+    try:
+        res = run_node(proot, point.config, node_id, plan=plan, force=refresh)
+    except FloatingPointError as exc:
+        message = " ".join(str(exc).split())
+        _record_divergence(root, pid, node, message)
+        return SweepNodeResult(pid, node.id, "Diverged", 0.0, message=message)
     remember(root, pid, node, fresh=True)
     return SweepNodeResult(pid, node.id, res.state, res.seconds, res.warnings)
 
@@ -233,7 +289,7 @@ def run_sweep_points(
 
 def summarize(results: list[SweepNodeResult]) -> dict[str, int]:
     """How many node executions ran, were current, or were reused from a sibling."""
-    counts = {"Completed": 0, "Cached": 0, "Reused": 0}
+    counts = {"Completed": 0, "Cached": 0, "Reused": 0, "Diverged": 0, "Skipped": 0}
     for r in results:
         counts[r.state] = counts.get(r.state, 0) + 1
     return counts

@@ -44,7 +44,11 @@ def sweep_figure(spec: SweepSpec, table: pd.DataFrame, x: pd.Series, path: Path)
     have = list(dict.fromkeys(table.loc[table["quantity"] == "spearman", "term"]))
     refs = [r for r in CORRELATIONS if r in have] or have[:2]
     panels = [*gaps, *(["correlation"] if refs else [])]
-    fig = Figure(figsize=(3.2 * len(panels), 3.4), layout="constrained")
+    fig = Figure(figsize=(3.2 * max(1, len(panels)), 3.4), layout="constrained")
+    if not panels:  # no point finished
+        fig.text(0.5, 0.5, f"{spec.name}: no finished points", ha="center", va="center")
+        _save(fig, path)
+        return
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     log_x = spec.x == "horizon_ratio" or spec.axes[0].log
     xlabel = "η·S / (T/σ)" if spec.x == "horizon_ratio" else spec.keys[0]
@@ -75,6 +79,10 @@ def sweep_figure(spec: SweepSpec, table: pd.DataFrame, x: pd.Series, path: Path)
             ax.legend(fontsize=7)
     axes[0].set_ylabel("mean output distance (train), 95 % CI")
     fig.suptitle(f"{spec.name}: decomposition against {xlabel} (Figure 5 style)")
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})

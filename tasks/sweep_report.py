@@ -27,7 +27,7 @@ import pandas as pd
 from tasks import artifacts, manifest, schemas
 from tasks.codehash import code_hash
 from tasks.results import GAP_TITLES, Results, fmt
-from tasks.sweep import SweepPlan, point_dir
+from tasks.sweep import SweepPlan, divergence, point_dir
 from tasks.sweep_figure import sweep_figure
 from tasks.sweep_trends import TrendVerdict, trend_verdicts
 
@@ -106,11 +106,29 @@ def _float(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def sweep_table(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
-    """The tidy table of every point (in grid order) as a DataFrame with :data:`SWEEP`'s
-    columns."""
+def unfinished(sp: SweepPlan, root: Path | str) -> dict[str, str]:
+    """Points whose aggregate is not current, and why (the node that diverged, or not run)."""
     root = Path(root)
-    rows = [row for p in sp.points for row in _point_rows(sp, root, p.id)]
+    out = {}
+    for p in sp.points:
+        proot, plan = point_dir(root, p.id), sp.plans[p.id]
+        if manifest.status(proot, plan.of_step("aggregate")[0]).current:
+            continue
+        out[p.id] = "not run yet"
+        for node in plan:
+            msg = divergence(root, p.id, node)
+            if msg is not None and not manifest.status(proot, node).current:
+                out[p.id] = f"{node.id} diverged: {msg}"
+                break
+    return out
+
+
+def sweep_table(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
+    """The tidy table of every finished point (in grid order) as a DataFrame with
+    :data:`SWEEP`'s columns."""
+    root = Path(root)
+    skip = unfinished(sp, root)
+    rows = [row for p in sp.points if p.id not in skip for row in _point_rows(sp, root, p.id)]
     cols = [f.name for f in schemas.SWEEP.schema]
     return pd.DataFrame(rows, columns=cols)
 
@@ -120,7 +138,10 @@ def per_removal_gaps(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
     point's ``select`` node — equal stamps, the same removal sets (paired comparisons)."""
     root = Path(root)
     parts = []
+    skip = unfinished(sp, root)
     for p in sp.points:
+        if p.id in skip:
+            continue
         agg = sp.plans[p.id].of_step("aggregate")[0]
         df = artifacts.read_table(
             point_dir(root, p.id) / agg.outputs["gaps_per_removal"],
@@ -133,7 +154,8 @@ def per_removal_gaps(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
                 point=p.id, removals=sp.plans[p.id]["select"].stamp
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    cols = ["term", "removal_id", "distance", "point", "removals"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
 def x_values(sp: SweepPlan, table: pd.DataFrame) -> pd.Series:
@@ -189,7 +211,12 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(sp: SweepPlan, table: pd.DataFrame, verdicts: list[TrendVerdict]) -> str:
+def report_markdown(
+    sp: SweepPlan,
+    table: pd.DataFrame,
+    verdicts: list[TrendVerdict],
+    missing: dict[str, str] | None = None,
+) -> str:
     spec = sp.spec
     keys = ", ".join(f"`{k}`" for k in spec.keys)
     base = sp.points[0].config
@@ -207,6 +234,10 @@ def report_markdown(sp: SweepPlan, table: pd.DataFrame, verdicts: list[TrendVerd
         over = ", ".join(f"`{k}={v}`" for k, v in spec.overrides.items())
         parts += ["", f"Overrides on every point: {over}."]
     parts += ["", markdown_table(summary_rows(sp, table)), ""]
+    if missing:
+        parts += ["Points without results:", ""]
+        parts += [f"- `{pid}`: {why}" for pid, why in missing.items()]
+        parts += [""]
     if verdicts:
         parts += ["### Trends", ""]
         parts += [f"- {v.text}" for v in verdicts]
@@ -220,12 +251,16 @@ def report_markdown(sp: SweepPlan, table: pd.DataFrame, verdicts: list[TrendVerd
 
 def _collect_key(sp: SweepPlan, root: Path) -> str:
     files = {}
+    skip = unfinished(sp, root)
     for p in sp.points:
+        if p.id in skip:
+            continue
         proot = point_dir(root, p.id)
         for node in sp.plans[p.id].of_step("aggregate"):
             for rel in node.outputs.values():
                 files[f"{p.id}/{rel}"] = manifest.file_sha256(proot / rel)
     blob = {
+        "unfinished": unfinished(sp, root),
         "spec": sp.spec.model_dump(mode="json"),
         "points": [p.id for p in sp.points],
         "files": files,
@@ -254,13 +289,16 @@ def collect_current(sp: SweepPlan, root: Path | str) -> bool:
 
 
 def collect(sp: SweepPlan, root: Path | str, *, force: bool = False) -> dict[str, Any]:
-    """Write the table, CSV, figure and report of a finished sweep (unless current); return
-    ``{"state": "Completed"|"Cached", "table": DataFrame, "verdicts": [...]}``."""
+    """Write the table, CSV, figure and report of the finished points (unless current); return
+    ``{"state": "Completed"|"Cached", "table": DataFrame, "verdicts": [...], "unfinished":
+    {point: why}}``."""
     root = Path(root)
     table = sweep_table(sp, root)
     verdicts = trend_verdicts(sp.spec, table, x_values(sp, table), per_removal_gaps(sp, root))
+    missing = unfinished(sp, root)
+    out = {"table": table, "verdicts": verdicts, "unfinished": missing}
     if collect_current(sp, root) and not force:
-        return {"state": "Cached", "table": table, "verdicts": verdicts}
+        return {"state": "Cached", **out}
     stamp = _collect_key(sp, root)[:16]
     artifacts.write_table(
         root / OUTPUTS["table"],
@@ -272,7 +310,7 @@ def collect(sp: SweepPlan, root: Path | str, *, force: bool = False) -> dict[str
     csv = table.to_csv(index=False, float_format=lambda v: repr(float(v)), lineterminator="\n")
     artifacts.write_text(root / OUTPUTS["csv"], csv)
     sweep_figure(sp.spec, table, x_values(sp, table), root / OUTPUTS["figure"])
-    artifacts.write_text(root / OUTPUTS["report"], report_markdown(sp, table, verdicts))
+    artifacts.write_text(root / OUTPUTS["report"], report_markdown(sp, table, verdicts, missing))
     artifacts.write_json(
         root / COLLECT_MANIFEST,
         {
@@ -280,7 +318,7 @@ def collect(sp: SweepPlan, root: Path | str, *, force: bool = False) -> dict[str
             "outputs": {rel: manifest.file_sha256(root / rel) for rel in OUTPUTS.values()},
         },
     )
-    return {"state": "Completed", "table": table, "verdicts": verdicts}
+    return {"state": "Completed", **out}
 
 
 def read_sweep_table(root: Path | str) -> pd.DataFrame:

@@ -99,3 +99,30 @@ def test_a_damaged_sibling_is_recomputed_not_linked(sweep_root: Path) -> None:
     theta.write_bytes(b"not a checkpoint")
     _, res, _ = _run(sweep_root, [0.0001])
     assert res[("damping_0p0001", "train_base")].state == "Completed"
+
+
+def test_a_diverging_point_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    # lr = 1e8 makes base training non-finite in its first epoch (a known numerical failure)
+    spec = resolve_sweep(
+        "digits-mlp",
+        "smoke",
+        grid={"train.optimizer.lr": [0.1, 1e8]},
+        overrides={"retrain.variants": ["warm"]},
+    )
+    sp = plan_sweep(spec)
+    write_sweep(tmp_path, sp)
+    res = {(r.point, r.node): r for r in run_sweep_points(tmp_path, sp)}
+    bad = "lr_1e08"
+    assert res[(bad, "train_base")].state == "Diverged"
+    assert "non-finite" in res[(bad, "train_base")].message
+    assert res[(bad, "aggregate")].state == "Skipped"
+    assert res[(bad, "aggregate")].message == "train_base diverged"
+    assert res[("lr_0p1", "aggregate")].state == "Completed"
+    collected = collect(sp, tmp_path)
+    assert set(collected["table"]["point"]) == {"lr_0p1"}
+    assert "train_base diverged" in collected["unfinished"][bad]
+    assert f"`{bad}`: train_base diverged" in (tmp_path / OUTPUTS["report"]).read_text()
+    # a rerun neither retries the divergence nor rewrites the collected outputs
+    again = {(r.point, r.node): r.state for r in run_sweep_points(tmp_path, sp)}
+    assert again[(bad, "train_base")] == "Diverged" and "Completed" not in again.values()
+    assert collect(sp, tmp_path)["state"] == "Cached"

@@ -78,7 +78,8 @@ def resolve(args: argparse.Namespace):
 def _progress(r: Any) -> None:
     where = f" from {r.source}" if r.source else ""
     took = f" ({r.seconds:.1f} s)" if r.state == "Completed" else ""
-    print(f"{r.point}/{r.node}: {r.state}{where}{took}", file=sys.stderr, flush=True)
+    why = f": {r.message}" if r.message else ""
+    print(f"{r.point}/{r.node}: {r.state}{where}{took}{why}", file=sys.stderr, flush=True)
 
 
 def _print_states(results: list[Any], sp: Any) -> None:
@@ -100,15 +101,25 @@ def _print_states(results: list[Any], sp: Any) -> None:
                 str(counts["Cached"]),
                 str(counts["Reused"]),
                 ", ".join(sources) or "—",
+                f"{counts['Diverged']} (+{counts['Skipped']} skipped)"
+                if counts["Diverged"]
+                else "—",
             ]
         )
-    print_table(rows, ["point", "ran", "seconds", "cached", "reused", "reused from"])
+    print_table(rows, ["point", "ran", "seconds", "cached", "reused", "reused from", "diverged"])
     total = summarize(results)
     print(
         f"\n{total['Completed']} node(s) ran, {total['Cached']} current, {total['Reused']} "
         f"reused from a sibling point; {sp.distinct_nodes()} distinct of {sp.total_nodes()} "
         "nodes in the grid"
     )
+    for r in results:
+        if r.state == "Diverged":
+            print(
+                f"warning: point {r.point}: {r.node} diverged ({r.message}); its results are "
+                "missing from the table",
+                file=sys.stderr,
+            )
 
 
 def _print_collected(out: Path, sp: Any, collected: dict[str, Any]) -> None:
@@ -118,6 +129,8 @@ def _print_collected(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     print()
     if rows:
         print_table([list(r.values()) for r in rows], list(rows[0]))
+    for pid, why in collected["unfinished"].items():
+        print(f"no results for point {pid}: {why}")
     if collected["verdicts"]:
         print()
         for v in collected["verdicts"]:
