@@ -57,6 +57,8 @@ def test_sweeps_lists_every_sweep(capsys) -> None:
     assert main(["sweeps"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SWEEPS) and "retrain.pbrf.epochs" in out
+    assert main(["sweeps", "--names"]) == 0
+    assert capsys.readouterr().out.split() == list(SWEEPS)
 
 
 def _sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:

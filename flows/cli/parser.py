@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_lazy("flows.cli.sweep", "cmd_sweep"))
 
     sws = sub.add_parser("sweeps", help="list the sweeps, their swept keys and scales")
+    sws.add_argument("--names", action="store_true", help="print only the names, one a line")
     sws.set_defaults(func=_lazy("flows.cli.sweep", "cmd_sweeps"))
 
     d = sub.add_parser("data", help="data set files")

@@ -17,6 +17,9 @@ from flows.cli.table import print_table
 def cmd_sweeps(args: argparse.Namespace) -> int:
     from pbrf.sweeps import SWEEPS
 
+    if args.names:
+        print("\n".join(SWEEPS))
+        return 0
     rows = [
         [
             name,
