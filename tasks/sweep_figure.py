@@ -2,7 +2,7 @@
 
 One panel per gap (mean with its 95 % bootstrap interval; a log y axis when every interval is
 positive, as gaps span decades) and one panel with the Spearman correlations of influence with
-LOO retraining and with the PBRF. The x axis is logarithmic for logarithmic grids (width,
+LOO retraining, the PBRF and the linearized PBRF. The x axis is logarithmic for logarithmic grids (width,
 epochs, weight decay, damping, the horizon ratio) and linear otherwise (depth, fraction). A
 second swept key draws one line per value.
 """
@@ -20,7 +20,7 @@ from pbrf.sweeps import SweepSpec
 from tasks.artifacts import atomic_path
 from tasks.results import GAP_TITLES, SOURCE_TITLES, fmt
 
-CORRELATIONS = ("cold", "pbrf")
+CORRELATIONS = ("cold", "pbrf", "linearized_pbrf")
 
 
 def _series(rows: pd.DataFrame, x: pd.Series):
