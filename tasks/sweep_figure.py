@@ -2,9 +2,9 @@
 
 One panel per gap (mean with its 95 % bootstrap interval; a log y axis when every interval is
 positive, as gaps span decades) and one panel with the Spearman correlations of influence with
-LOO retraining, the PBRF and the linearized PBRF. The x axis is logarithmic for logarithmic grids (width,
-epochs, weight decay, damping, the horizon ratio) and linear otherwise (depth, fraction). A
-second swept key draws one line per value.
+LOO retraining, the PBRF and the linearized PBRF. The x axis is logarithmic for logarithmic
+grids (width, epochs, weight decay, damping, the horizon ratio) and linear otherwise (depth,
+fraction). A second swept key draws one line per value.
 """
 
 from __future__ import annotations
