@@ -153,6 +153,29 @@ class SelectConfig(_Strict):
     group_size: int = Field(1, ge=1, description="training examples removed together per set")
     test_points: int = Field(100, ge=1, description="test examples whose mean loss is tracked")
     seed: int = Field(0, description="seed of the removals and of the test points")
+    fraction: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="remove round(fraction·N) training examples per set instead of group_size",
+    )
+    draws: Literal["disjoint", "independent"] = Field(
+        "disjoint",
+        description="disjoint: no example in two sets (M × size ≤ N); independent: each set its "
+        "own draw without replacement (sets may overlap)",
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> SelectConfig:
+        if self.fraction is not None and self.group_size != 1:
+            raise ValueError("set either select.fraction or select.group_size, not both")
+        return self
+
+    def size(self, n_train: int) -> int:
+        """Examples per removal set: ``group_size``, or ``round(fraction·N)`` clamped to 1..N−1."""
+        if self.fraction is None:
+            return self.group_size
+        return min(max(1, round(self.fraction * n_train)), n_train - 1)
 
 
 class PBRFConfig(_Strict):
@@ -304,12 +327,20 @@ class StudyConfig(_Strict):
             raise ValueError(
                 f"loss: {loss} does not fit data.name={self.data.name} (a {facts.task} task)"
             )
-        need = self.select.num_removals * self.select.group_size
         n_train = self.data.n_train()
-        if need > n_train:
+        size = self.select.size(n_train)
+        if self.select.draws == "independent" and size >= n_train:
             raise ValueError(
-                f"select.num_removals × select.group_size = {need} exceeds the {n_train} "
-                f"training examples of data.name={self.data.name}"
+                f"select.group_size: a set of {size} removes all {n_train} training examples "
+                f"of data.name={self.data.name}"
+            )
+        need = self.select.num_removals * size
+        if self.select.draws == "disjoint" and need > n_train:
+            what = "select.group_size" if self.select.fraction is None else "select.fraction·N"
+            raise ValueError(
+                f"select.num_removals × {what} = {need} exceeds the {n_train} training "
+                f"examples of data.name={self.data.name}; select.draws='independent' lets the "
+                "sets overlap"
             )
         if self.retrain.shards > self.select.num_removals:
             raise ValueError(

@@ -178,7 +178,8 @@ def report_markdown(res: Results, meta: dict[str, Any]) -> str:
         f"# Influence misalignment decomposition — {cfg.name}",
         "",
         f"{cfg.model.name} on {cfg.data.name}: N = {meta['n_train']} training examples, "
-        f"M = {cfg.select.num_removals} removals of {cfg.select.group_size} (ε = 1/N), damping "
+        f"M = {cfg.select.num_removals} removals of {cfg.select.size(meta['n_train'])} "
+        f"(ε = 1/N), damping "
         f"λ = {cfg.damping:g}; trained in {cfg.dtype}, evaluated in {cfg.eval_dtype}; "
         f"{meta['threads']} thread(s) on {meta['device']}. Intervals are 95 % bootstrap "
         f"intervals over the M removals. Method: {METHOD_DOC}.",

@@ -52,8 +52,8 @@ BASE_HISTORY = _t(
 
 REMOVED = _t(
     "removed",
-    "select/removed.parquet — the M removal sets, drawn without replacement with "
-    "select.seed; group_size rows per removal.",
+    "select/removed.parquet — the M removal sets (select.draws: disjoint or independent) with "
+    "select.seed; group_size (or round(fraction·N)) rows per removal.",
     ("removal_id", _i32, "removal set 0..M−1"),
     ("position", _i32, "position within the set, 0..group_size−1"),
     ("train_index", _i64, "row of the training split that is removed"),
@@ -312,6 +312,31 @@ GRADES = _t(
     ("message", _str, "the estimator's warnings or failure"),
 )
 
+SWEEP = _t(
+    "sweep",
+    "<sweep>/sweep/table.parquet — one row per grid point and quantity (tidy): each gap of "
+    "Table 5 and each influence correlation of Table 2 against the swept value(s).",
+    ("sweep", _str, "sweep name, e.g. fig5-damping-smoke"),
+    ("point", _str, "point id (its directory under points/)"),
+    ("key", _str, "first swept config key"),
+    ("value", _f64, "its value at this point"),
+    ("key2", _str, "second swept key (null for a one-key sweep)"),
+    ("value2", _f64, "its value (null for a one-key sweep)"),
+    ("quantity", _str, "gap | pearson | spearman"),
+    ("term", _str, "the gap (warm_start … solver), or the correlation's reference variant"),
+    ("estimate", _f64, "gap: mean over removals; correlation: over removals"),
+    ("std", _f64, "gap: sample std over removals (null for correlations)"),
+    ("low", _f64, "95 % bootstrap interval (over removals): lower end"),
+    ("high", _f64, "95 % bootstrap interval: upper end"),
+    ("n", _i32, "removal sets M"),
+    ("removal_size", _i64, "training examples per removal set"),
+    ("output_scale", _f64, "E_x‖f(θˢ, x)‖ over the training inputs"),
+    ("pbrf_horizon", _f64, "η·S/(1−μ) of the PBRF (null if not trained with SGD)"),
+    ("lissa_horizon", _f64, "T/σ of LiSSA (null for CG/exact)"),
+    ("horizon_ratio", _f64, "pbrf_horizon / lissa_horizon (1 = matched)"),
+    ("warnings", _i32, "convergence, horizon and precision warnings of the point's run"),
+)
+
 ALL_TABLES: tuple[TableSchema, ...] = (
     BASE_HISTORY,
     REMOVED,
@@ -331,6 +356,7 @@ ALL_TABLES: tuple[TableSchema, ...] = (
     ESTIMATE_REMOVALS,
     ESTIMATE_COST,
     GRADES,
+    SWEEP,
 )
 
 

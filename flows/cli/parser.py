@@ -140,6 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
     _add_debug(gr)
     gr.set_defaults(func=_lazy("flows.cli.grade", "cmd_grade"))
+    sw = sub.add_parser("sweep", help="run a study over a grid of config values (Figure 5)")
+    sw.add_argument("name", nargs="?", help="sweep (see `pbrf sweeps`) or study preset + --grid")
+    sw.add_argument("--scale", help="scale, e.g. smoke, laptop or paper")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=LIST",
+        help="swept key and its values (YAML list): replaces that axis or adds a second one, "
+        "e.g. --grid damping=[0.1,0.01]; repeatable",
+    )
+    _add_set(sw)
+    sw.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<sweep>-<scale>)")
+    sw.add_argument("--refresh", action="store_true", help="recompute every distinct node once")
+    sw.add_argument("--serial", action="store_true", help="run the points without Prefect")
+    sw.add_argument("--spec", help="read the sweep from this sweep.yaml (what DVC stages call)")
+    sw.add_argument("--point", help="run only this grid point, without Prefect (a DVC stage)")
+    sw.add_argument("--collect", action="store_true", help="only write the table, figure, report")
+    sw.add_argument(
+        "--dvc", metavar="DIR", help="write DIR/dvc.yaml and DIR/sweep.yaml; run nothing"
+    )
+    sw.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_debug(sw)
+    sw.set_defaults(func=_lazy("flows.cli.sweep", "cmd_sweep"))
+
+    sws = sub.add_parser("sweeps", help="list the sweeps, their swept keys and scales")
+    sws.add_argument("--names", action="store_true", help="print only the names, one a line")
+    sws.set_defaults(func=_lazy("flows.cli.sweep", "cmd_sweeps"))
 
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -1,0 +1,211 @@
+"""``pbrf sweep`` and ``pbrf sweeps``: a study over a grid of config values (Figure 5)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flows.cli.config_cmds import parse_overrides
+from flows.cli.errors import ConfigError, _validation_message
+from flows.cli.table import print_table
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from pbrf.sweeps import SWEEPS
+
+    if args.names:
+        print("\n".join(SWEEPS))
+        return 0
+    rows = [
+        [
+            name,
+            sp.key,
+            ", ".join(f"{s} ({len(sc.values)})" for s, sc in sp.scales.items()),
+            sp.description,
+        ]
+        for name, sp in SWEEPS.items()
+    ]
+    print_table(rows, ["sweep", "swept key", "scales (points)", "study"])
+    return 0
+
+
+def _grid(items: list[str]) -> dict[str, list[Any]]:
+    grid = parse_overrides(items)
+    for key, values in grid.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"--grid {key}: give a YAML list of values, e.g. {key}=[0.1,0.01]")
+    return grid
+
+
+def resolve(args: argparse.Namespace):
+    """The sweep's plan from ``--spec FILE`` or NAME/--scale/--grid/--set (exit 2 if invalid)."""
+    from pydantic import ValidationError
+
+    from pbrf.sweeps import PointError, SweepSpec, resolve_sweep
+    from tasks.sweep import SWEEP_FILE, plan_sweep, read_sweep
+    from tasks.sweep_dvc import read_spec_file
+
+    overrides = parse_overrides(args.set)
+    if args.device:
+        overrides["device"] = args.device
+    try:
+        if args.spec:
+            if not Path(args.spec).is_file():
+                raise ConfigError(f"--spec {args.spec}: file not found")
+            data = read_spec_file(args.spec)
+            data["overrides"] = {**data.get("overrides", {}), **overrides}
+            spec = SweepSpec.model_validate(data)
+        elif args.name:
+            spec = resolve_sweep(args.name, args.scale, grid=_grid(args.grid), overrides=overrides)
+        elif args.out and (Path(args.out) / SWEEP_FILE).is_file():  # a finished sweep's spec
+            spec = read_sweep(args.out)
+        else:
+            raise ConfigError(
+                "name a sweep (see `pbrf sweeps`), give --spec FILE, or --out a sweep directory"
+            )
+        return plan_sweep(spec)
+    except PointError as exc:
+        raise ConfigError(f"grid point {exc.point}: {_validation_message(exc.error)}") from None
+    except ValidationError:
+        raise
+    except ValueError as exc:
+        if type(exc) is ValueError:
+            raise ConfigError(str(exc)) from None
+        raise
+
+
+def _progress(r: Any) -> None:
+    where = f" from {r.source}" if r.source else ""
+    took = f" ({r.seconds:.1f} s)" if r.state == "Completed" else ""
+    why = f": {r.message}" if r.message else ""
+    print(f"{r.point}/{r.node}: {r.state}{where}{took}{why}", file=sys.stderr, flush=True)
+
+
+def _print_states(results: list[Any], sp: Any) -> None:
+    from tasks.sweep import summarize
+
+    rows = []
+    for p in sp.points:
+        mine = [r for r in results if r.point == p.id]
+        if not mine:
+            continue
+        counts = summarize(mine)
+        sources = sorted({r.source for r in mine if r.source})
+        seconds = sum(r.seconds for r in mine if r.state == "Completed")
+        rows.append(
+            [
+                p.id,
+                str(counts["Completed"]),
+                f"{seconds:.1f}",
+                str(counts["Cached"]),
+                str(counts["Reused"]),
+                ", ".join(sources) or "—",
+                f"{counts['Diverged']} (+{counts['Skipped']} skipped)"
+                if counts["Diverged"]
+                else "—",
+            ]
+        )
+    print_table(rows, ["point", "ran", "seconds", "cached", "reused", "reused from", "diverged"])
+    total = summarize(results)
+    print(
+        f"\n{total['Completed']} node(s) ran, {total['Cached']} current, {total['Reused']} "
+        f"reused from a sibling point; {sp.distinct_nodes()} distinct of {sp.total_nodes()} "
+        "nodes in the grid"
+    )
+    for r in results:
+        if r.state == "Diverged":
+            print(
+                f"warning: point {r.point}: {r.node} diverged ({r.message}); its results are "
+                "missing from the table",
+                file=sys.stderr,
+            )
+
+
+def _print_collected(out: Path, sp: Any, collected: dict[str, Any]) -> None:
+    from tasks.sweep_report import OUTPUTS, summary_rows
+
+    rows = summary_rows(sp, collected["table"])
+    print()
+    if rows:
+        print_table([list(r.values()) for r in rows], list(rows[0]))
+    for pid, why in collected["unfinished"].items():
+        print(f"no results for point {pid}: {why}")
+    if collected["verdicts"]:
+        print()
+        for v in collected["verdicts"]:
+            print(f"trend: {v.text.replace('**', '')}")
+    print(f"\ntable: {out / OUTPUTS['table']}\nreport: {out / OUTPUTS['report']}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from flows import settings
+
+    settings.apply()
+    if not args.verbose:
+        settings.quiet_console()
+    sp = resolve(args)
+    if args.point and args.point not in {p.id for p in sp.points}:
+        raise ConfigError(
+            f"--point {args.point}: no such grid point; points: "
+            + ", ".join(p.id for p in sp.points)
+        )
+    if not args.name and not (args.serial or args.point or args.collect or args.dvc):
+        raise ConfigError("--spec or --out alone runs without Prefect: add --serial or --collect")
+    if args.device:
+        from flows.cli.run import check_device
+
+        check_device(args.device)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sp.spec.name
+    if args.dvc:
+        from tasks.sweep_dvc import write_sweep_dvc
+
+        spec, dvc = write_sweep_dvc(sp, args.dvc, out)
+        print(f"{spec}\n{dvc}\nrun it with: dvc repro {dvc}")
+        return 0
+    from tasks.sweep import run_sweep_points, write_sweep
+    from tasks.sweep_report import collect
+
+    if args.collect:
+        _print_collected(out, sp, collect(sp, out, force=args.refresh))
+        return 0
+    t0 = time.perf_counter()
+    if args.point or args.serial:
+        from flows.threads import configure_threads
+
+        configure_threads(1)
+        write_sweep(out, sp, only=args.point)
+        results = run_sweep_points(
+            out, sp, only=args.point, refresh=args.refresh, on_result=_progress
+        )
+        _print_states(results, sp)
+        if args.point:
+            return 0
+        collected = collect(sp, out, force=args.refresh)
+    else:
+        from tasks.sweep import SweepNodeResult
+
+        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+        print(f"pbrf sweep {sp.spec.name} → {out}  ({where})", file=sys.stderr)
+        from flows.sweep import SweepParams, sweep
+
+        params = SweepParams(
+            sweep=args.name or sp.spec.name,
+            scale=args.scale,
+            grid=_grid(args.grid),
+            overrides=parse_overrides(args.set),
+            out=str(out),
+            device=args.device,
+            refresh=args.refresh,
+        )
+        result = sweep(params)
+        results = [SweepNodeResult(**r) for r in result["nodes"].values()]
+        print()
+        _print_states(results, sp)
+        collected = collect(sp, out)
+    _print_collected(out, sp, collected)
+    print(f"wall time {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,181 @@
+"""The ``sweep`` flow: a decomposition at every point of a grid, each computation once.
+
+One Prefect task per point and node (named ``<point>/<node>``), with ``wait_for`` edges from the
+point's own plan plus, for a node that an earlier point shares (same config stamp), an edge to
+that point's task — so the first point computes it and the others link its outputs
+(``Reused``, :mod:`tasks.sweep`). Then the tidy table, the Figure-5 plot and the report
+section are collected and published as table and markdown artifacts.
+"""
+
+import datetime as _dt
+import functools
+import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flows import settings
+
+settings.apply()
+
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+from prefect.states import Completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from flows.prefect_tasks import _FORWARD_AD  # noqa: E402
+from flows.threads import configure_threads  # noqa: E402
+
+DEFAULT_SWEEP = "fig5-damping"
+MAX_WORKERS = 8
+
+
+class SweepParams(BaseModel):
+    """What to sweep: a sweep preset (or a study preset with a grid) at a scale, and where."""
+
+    sweep: str = Field(DEFAULT_SWEEP, description="sweep preset (pbrf sweeps) or study preset")
+    scale: str | None = Field(None, description="scale, e.g. smoke, laptop or paper")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description='swept keys and values; replaces or adds an axis, e.g. {"damping": [0.1]}',
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted config keys set on every point"
+    )
+    out: str | None = Field(None, description="sweep directory (default runs/sweeps/<sweep>)")
+    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
+    refresh: bool = Field(False, description="recompute every distinct node once")
+
+    def spec(self):
+        from pbrf.sweeps import resolve_sweep
+
+        overrides = dict(self.overrides)
+        if self.device is not None:
+            overrides["device"] = self.device
+        return resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=overrides)
+
+    def out_dir(self, name: str) -> Path:
+        return Path(self.out) if self.out else Path("runs") / "sweeps" / name
+
+
+@functools.lru_cache(maxsize=4)
+def _plan(spec_json: str):
+    from pbrf.sweeps import SweepSpec
+    from tasks.sweep import plan_sweep
+
+    return plan_sweep(SweepSpec.model_validate_json(spec_json))
+
+
+@task(
+    name="sweep-node",
+    task_run_name="{point}/{node_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def sweep_node_task(root: str, spec_json: str, point: str, node_id: str, refresh: bool) -> Any:
+    from tasks.sweep import run_sweep_node
+
+    sp = _plan(spec_json)
+    lock = _FORWARD_AD if sp.plans[point][node_id].forward_ad else nullcontext()
+    with lock:
+        result = run_sweep_node(root, sp, point, node_id, refresh=refresh)
+    if result.state != "Completed":  # Cached, Reused, Diverged or Skipped: the flow goes on
+        why = result.message or (f"from {result.source}" if result.source else "outputs current")
+        return Completed(name=result.state, message=why, data=result.as_dict())
+    return result.as_dict()
+
+
+def _key(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def publish_sweep(out: Path, sp: Any, collected: dict[str, Any]) -> None:
+    """The per-point summary and the tidy table as table artifacts, the report as markdown."""
+    from tasks.sweep_report import OUTPUTS, summary_rows
+
+    table = collected["table"]
+    name = _key(sp.spec.name)
+    create_table_artifact(
+        summary_rows(sp, table),
+        key=f"{name}-summary",
+        description=f"{sp.spec.name}: the five gaps and Spearman correlations per point",
+    )
+    tidy = json.loads(table.to_json(orient="records"))
+    create_table_artifact(tidy, key=f"{name}-table", description=f"{sp.spec.name}: tidy table")
+    text = (out / OUTPUTS["report"]).read_text(encoding="utf-8")
+    create_markdown_artifact(text, key=f"{name}-report", description=f"{sp.spec.name}: report")
+
+
+def warm_up() -> None:
+    """Parse in this thread what tasks would otherwise parse concurrently: CPython 3.11's AST
+    constructor is not thread-safe (two threads in ``ast.parse`` can raise ``SystemError: AST
+    constructor recursion depth mismatch``). The step modules' import closures (code hashes)
+    and torch's forward-mode decompositions (TorchScript-compiled on the first ``jvp``)."""
+    from tasks.codehash import code_hash
+    from tasks.registry import STEPS
+
+    for step in STEPS.values():
+        code_hash(step.function)
+    code_hash("tasks.sweep_report:collect")
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+
+def _run_name() -> str:
+    params = flow_run.parameters.get("params") or {}
+    name = params.get("sweep", DEFAULT_SWEEP) if isinstance(params, dict) else DEFAULT_SWEEP
+    return f"{name}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
+
+
+@flow(
+    name="sweep",
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS),
+    validate_parameters=True,
+    flow_run_name=_run_name,
+)
+def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
+    """Run every point of a sweep (sharing nodes between points), then collect the table,
+    figure and report; return the sweep directory and each node's state per point."""
+    from tasks.sweep import summarize, write_sweep
+    from tasks.sweep_report import collect
+
+    spec = params.spec()
+    spec_json = spec.model_dump_json()
+    sp = _plan(spec_json)
+    out = params.out_dir(spec.name)
+    write_sweep(out, sp)
+    configure_threads(parallel=MAX_WORKERS)
+    warm_up()
+    futures: dict[tuple[str, str], Any] = {}
+    for p in sp.points:
+        for node in sp.plans[p.id]:
+            wait = [futures[(p.id, u)] for u in node.upstream]
+            owner = sp.owner[node.stamp]
+            if owner != p.id:
+                wait.append(futures[(owner, node.id)])
+            futures[(p.id, node.id)] = sweep_node_task.submit(
+                str(out), spec_json, p.id, node.id, params.refresh, wait_for=wait
+            )
+    nodes: dict[str, dict[str, Any]] = {}
+    results = []
+    from tasks.sweep import SweepNodeResult
+
+    for (pid, node_id), fut in futures.items():
+        record = fut.result()
+        record = {**record, "state": fut.state.name}
+        nodes[f"{pid}/{node_id}"] = record
+        results.append(SweepNodeResult(**record))
+    collected = collect(sp, out, force=params.refresh)
+    publish_sweep(out, sp, collected)
+    return {
+        "out": os.fspath(out),
+        "sweep": spec.name,
+        "nodes": nodes,
+        "counts": summarize(results),
+        "collect": collected["state"],
+        "verdicts": [v.text for v in collected["verdicts"]],
+    }
