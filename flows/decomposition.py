@@ -21,7 +21,7 @@ from prefect import flow  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.prefect_tasks import run_node_task  # noqa: E402
+from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
@@ -76,6 +76,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     configure_threads(parallel=len(cfg.retrain.variants) * cfg.retrain.shards + 1)
     out = params.out_dir()
     write_run_config(out, cfg)
+    warm_up()
     futures = {}
     for node in plan:
         futures[node.id] = run_node_task.submit(

@@ -26,7 +26,7 @@ from prefect.futures import wait  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.prefect_tasks import run_node_task  # noqa: E402
+from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
 from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
@@ -118,6 +118,7 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
     plan = build_plan(config)
     out = params.out_dir()
     write_run_config(out, cfg)
+    warm_up()
     estimates = [n.id for n in plan.of_step("estimate")]
     later = set(estimates) | {d for e in estimates for d in plan.downstream(e)}
     futures: dict[str, Any] = {}

@@ -37,3 +37,16 @@ def run_node_task(root: str, config: dict[str, Any], node_id: str, force: bool =
     if result.state == "Cached":
         return Completed(name="Cached", message="outputs current", data=result.as_dict())
     return result.as_dict()
+
+
+def warm_up() -> None:
+    """Parse in this thread what tasks would otherwise parse concurrently: CPython 3.11's AST
+    constructor is not thread-safe (two threads in ``ast.parse`` can raise ``SystemError: AST
+    constructor recursion depth mismatch``). The step modules' import closures (code hashes)
+    and torch's forward-mode decompositions (TorchScript-compiled on the first ``jvp``)."""
+    from tasks.codehash import code_hash
+    from tasks.registry import STEPS
+
+    for step in STEPS.values():
+        code_hash(step.function)
+    import torch._decomp.decompositions_for_jvp  # noqa: F401

@@ -28,7 +28,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from prefect.states import Completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.prefect_tasks import _FORWARD_AD  # noqa: E402
+from flows.prefect_tasks import _FORWARD_AD, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 
 DEFAULT_SWEEP = "fig5-damping"
@@ -109,20 +109,6 @@ def publish_sweep(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     create_table_artifact(tidy, key=f"{name}-table", description=f"{sp.spec.name}: tidy table")
     text = (out / OUTPUTS["report"]).read_text(encoding="utf-8")
     create_markdown_artifact(text, key=f"{name}-report", description=f"{sp.spec.name}: report")
-
-
-def warm_up() -> None:
-    """Parse in this thread what tasks would otherwise parse concurrently: CPython 3.11's AST
-    constructor is not thread-safe (two threads in ``ast.parse`` can raise ``SystemError: AST
-    constructor recursion depth mismatch``). The step modules' import closures (code hashes)
-    and torch's forward-mode decompositions (TorchScript-compiled on the first ``jvp``)."""
-    from tasks.codehash import code_hash
-    from tasks.registry import STEPS
-
-    for step in STEPS.values():
-        code_hash(step.function)
-    code_hash("tasks.sweep_report:collect")
-    import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
 def _run_name() -> str:
