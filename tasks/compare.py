@@ -31,7 +31,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tasks.artifacts import atomic_path, write_text
+from tasks.artifacts import ArtifactError, atomic_path, write_text
 from tasks.paper import paper_gaps, paper_values
 from tasks.report import paper_row, paper_table2
 from tasks.results import GAP_TITLES, SOURCE_TITLES, TABLE2_REFERENCES, Results, fmt
@@ -68,13 +68,17 @@ def load_runs(paths: Sequence[Path | str]) -> tuple[list[Run], list[str]]:
         try:
             cfg = read_run_config(p)
             res = Results.read(p, cfg)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, ArtifactError) as exc:
             first = " ".join(str(exc).split())
             skipped.append(f"{p}: not a finished run ({first})")
             continue
         model, dataset, note = paper_row(cfg)
         has_row = bool(dataset and paper_gaps(model, dataset))
         runs.append(Run(p.name, p, res, model, dataset if has_row else "", note))
+    names = [r.label for r in runs]
+    for r in runs:  # the same directory name under two parents: label by path
+        if names.count(r.label) > 1:
+            r.label = str(r.path)
     order = _paper_order()
     runs.sort(key=lambda r: (order.get((r.paper_model, r.paper_dataset), len(order)), r.label))
     return runs, skipped
