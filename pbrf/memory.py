@@ -100,3 +100,27 @@ def shards_for(memory: RetrainMemory, num_removals: int, budget_bytes: float) ->
         )
     per_shard = int(usable // memory.per_model)
     return max(1, math.ceil(num_removals / per_shard))
+
+
+def product_chunk(cfg: StudyConfig, vectors: int, budget_bytes: float) -> int:
+    """Examples per batched curvature product (GNH or Hessian times ``vectors`` vectors at once:
+    activations, their jvp tangents and the vjp's, about 3 copies each) within
+    ``HEADROOM·budget``."""
+    facts = cfg.data.signature()
+    with torch.device("meta"):
+        module = build_from_options(
+            cfg.model, input_shape=facts.input_shape, output_dim=facts.output_dim
+        )
+    acts = activation_elements(module, facts.input_shape, tokens=facts.kind == "text")
+    size = torch.finfo(getattr(torch, cfg.dtype)).bits // 8
+    return max(1, int(HEADROOM * budget_bytes // (3 * vectors * acts * size)))
+
+
+def device_chunk(cfg: StudyConfig, vectors: int) -> int | None:
+    """``None`` on a CPU (one pass over the data, as before); on a CUDA device the
+    :func:`product_chunk` that fits its memory, so the curvature and influence steps of a
+    paper-scale row do not hold every training example's activations at once."""
+    if not cfg.device.startswith("cuda"):
+        return None
+    total = torch.cuda.get_device_properties(torch.device(cfg.device)).total_memory
+    return product_chunk(cfg, vectors, float(total))

@@ -8,6 +8,7 @@ does not redo it.
 from __future__ import annotations
 
 from pbrf.influence import top_curvature_eigenvalue
+from pbrf.memory import device_chunk
 from tasks import schemas
 from tasks.context import StepContext
 from tasks.runtime import build_problem, load_data, load_theta
@@ -20,7 +21,13 @@ def curvature(ctx: StepContext) -> None:
     theta_s = load_theta(ctx, problem, "theta_s")
     iters = getattr(cfg.influence.solver, "power_iters", 30)
     est = top_curvature_eigenvalue(
-        problem, theta_s, ds.x_train, ds.t_train, curvature=cfg.influence.curvature, iters=iters
+        problem,
+        theta_s,
+        ds.x_train,
+        ds.t_train,
+        curvature=cfg.influence.curvature,
+        iters=iters,
+        chunk_size=device_chunk(cfg, 1),
     )
     if not est.converged:
         ctx.warn(

@@ -15,7 +15,15 @@ from torch.func import grad
 
 from flows.cli import main
 from pbrf.config import VARIANTS, StudyConfig
-from pbrf.memory import GiB, RetrainMemory, activation_elements, retrain_memory, shards_for
+from pbrf.memory import (
+    GiB,
+    RetrainMemory,
+    activation_elements,
+    device_chunk,
+    product_chunk,
+    retrain_memory,
+    shards_for,
+)
 from pbrf.models import build_model
 from pbrf.presets import PRESETS, load_preset
 from pbrf.responses import (
@@ -163,6 +171,15 @@ def test_shards_are_the_fewest_that_fit_the_budget() -> None:
     assert shards_for(mem, 20, 40 * GiB) == 1
     with pytest.raises(ValueError, match=r"lower train\.batch_size"):
         shards_for(mem, 20, 1 * GiB)
+
+
+def test_curvature_products_are_chunked_to_the_device_memory() -> None:
+    cfg = load_preset("mnist-mlp", scale="paper")
+    acts = 784 + 4 * 1024 + 10 + 10
+    # 20 vectors at once, float32, activations + jvp tangents + vjp: 3 copies, 60 % of 16 GiB
+    assert product_chunk(cfg, 20, 16 * GiB) == int(0.6 * 16 * GiB // (3 * 20 * acts * 4))
+    assert product_chunk(cfg, 20, 1.0) == 1
+    assert device_chunk(cfg, 20) is None  # on a CPU: one pass over the data, as before
 
 
 @pytest.mark.parametrize("name", [n for n, p in PRESETS.items() if "paper" in p.scales])
