@@ -194,12 +194,16 @@ def findings(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def _tracks_pbrf(pbrf: Any, cold: Any) -> str:
-    """'yes' when both PBRF correlations exceed the cold-start ones ('yes, disjoint' when the
-    95 % intervals do not overlap either), 'no' otherwise, 'n/a' when one is missing."""
+    """'yes' when both PBRF correlations exceed the cold-start ones as printed (two decimals;
+    'yes, disjoint' when the 95 % intervals do not overlap either), 'tie' when both are equal
+    as printed, 'no' otherwise, 'n/a' when one is missing."""
     if pbrf is None or cold is None:
         return "n/a"
-    pairs = [(pbrf.pearson, cold.pearson), (pbrf.spearman, cold.spearman)]
-    if any(math.isnan(float(a)) or math.isnan(float(b)) for a, b in pairs):
+    pairs = [
+        (round(float(pbrf.pearson), 2), round(float(cold.pearson), 2)),
+        (round(float(pbrf.spearman), 2), round(float(cold.spearman), 2)),
+    ]
+    if any(math.isnan(a) or math.isnan(b) for a, b in pairs):
         return "n/a"
     if all(a == b for a, b in pairs):
         return "tie"
@@ -310,8 +314,8 @@ def comparison_markdown(runs: Sequence[Run], skipped: Sequence[str] = ()) -> str
         f"{DOMINANT_SHARE:.0%} of the sum of the five gap means (n/a when the five together are "
         f"below {NEGLIGIBLE:.0%} of the output scale, or 0 in the paper: nothing to split).",
         "- *Influence tracks the PBRF more than LOO*: PBRF Pearson and Spearman both above "
-        "cold-start's ('disjoint': the 95 % intervals do not overlap either; 'tie': equal, as "
-        "with very few removals).",
+        "cold-start's, as printed ('disjoint': the 95 % intervals do not overlap either; 'tie': "
+        "equal, as with very few removals).",
         "",
         "| run | paper row | first-three share (ours) | dominate? | paper share | paper | "
         "IF tracks PBRF > LOO (ours) | paper |",
