@@ -18,6 +18,10 @@ Run ``python benchmarks/bench_row.py [--preset mnist-mlp] [--scale paper|smoke] 
    of the M removals for ``--epochs`` epochs from those parameters (the Table 1 objectives,
    vectorized over the models of a shard), each after an untimed warm-up on a slice of the data.
 
+A retraining run also evaluates its objective over the whole data set three times (start, 90 %,
+end: the convergence check), which a K/2-epoch run amortizes but a 1-epoch timing does not; time
+two or more epochs (``--epochs``, default 2) for rates close to a long run's.
+
 Per row it prints seconds, **model-epochs/s** (models × epochs ÷ seconds), the achieved
 GFLOP/s — model-epochs/s × N × the forward+backward FLOPs of one example counted by
 ``torch.utils.flop_counter`` (a lower bound for the PBRF variants, whose objectives add a forward
@@ -123,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="mnist-mlp", help="preset (see `pbrf presets`)")
     p.add_argument("--scale", default="paper", help="preset scale: paper or smoke")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--epochs", type=int, default=1, help="epochs timed per variant")
+    p.add_argument("--epochs", type=int, default=2, help="epochs timed per variant")
     p.add_argument("--train-size", type=int, help="cap the training examples (data.train_size)")
     p.add_argument("--removals", type=int, help="M (default: the preset's)")
     p.add_argument(
