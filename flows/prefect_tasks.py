@@ -8,12 +8,16 @@ agree on what is current.
 ``torch.func.jvp`` keeps PyTorch's forward-mode AD level in process-global state, so two threads
 inside jvp at once corrupt each other; the thread task runner runs steps in threads, so nodes
 that use jvp (the linearized PBRF, curvature products) take a process-wide lock here.
+
+On an accelerator every node also takes that device's lock, so nodes run there one at a time:
+the device's memory then holds one node's computation — one shard of one variant's removals for
+retraining (``retrain.shards``) — instead of every variant's at once.
 """
 
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 from prefect import task
@@ -21,6 +25,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 _FORWARD_AD = threading.Lock()
+_DEVICES: dict[str, threading.Lock] = {}
+_DEVICES_GUARD = threading.Lock()
+
+
+def node_locks(device: str, forward_ad: bool) -> list[threading.Lock]:
+    """The locks a node takes, always in this order: its accelerator's, then forward-mode AD's."""
+    locks = []
+    if device != "cpu":
+        key = "cuda:0" if device == "cuda" else device
+        with _DEVICES_GUARD:
+            locks.append(_DEVICES.setdefault(key, threading.Lock()))
+    if forward_ad:
+        locks.append(_FORWARD_AD)
+    return locks
 
 
 @task(name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False)
@@ -31,8 +49,9 @@ def run_node_task(root: str, config: dict[str, Any], node_id: str, force: bool =
 
     cfg = StudyConfig.model_validate(config)
     plan = build_plan(config)
-    lock = _FORWARD_AD if plan[node_id].forward_ad else nullcontext()
-    with lock:
+    with ExitStack() as held:
+        for lock in node_locks(cfg.device, plan[node_id].forward_ad):
+            held.enter_context(lock)
         result = run_node(root, cfg, node_id, plan=plan, force=force)
     if result.state == "Cached":
         return Completed(name="Cached", message="outputs current", data=result.as_dict())

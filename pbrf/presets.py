@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbrf.config import StudyConfig
+from pbrf.paper_presets import LR_NOTES, PAPER_ROWS
 from pbrf.study_presets import STUDY_PRESETS
 
 
@@ -29,6 +30,7 @@ class Preset:
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_scale: str | None = None
     paper_row: tuple[str, str] | None = None  # (model, dataset) in the paper's tables
+    notes: tuple[str, ...] = ()  # choices where the paper is silent or contradicts itself
 
     def scale_names(self) -> list[str]:
         return [*(["default"] if self.default_scale is None else []), *self.scales]
@@ -80,8 +82,16 @@ PRESETS: dict[str, Preset] = {
             "dtype": "float64",
         },
         description="logistic regression + L2 on breast cancer (UCI Cancer), L-BFGS",
-        scales={"smoke": _smoke(**{"train.epochs": 200, "influence.solver.depth": 2000})},
+        scales={
+            "smoke": _smoke(**{"train.epochs": 200, "influence.solver.depth": 2000}),
+            "paper": {},
+        },
         paper_row=("logistic_regression", "cancer"),
+        notes=(
+            "data: scikit-learn's copy of UCI Wisconsin diagnostic breast cancer (the same "
+            "tensors as wdbc.data)",
+            *LR_NOTES,
+        ),
     ),
     # Regression MLP on scikit-learn diabetes (the paper's Concrete/Energy set-up: 2 hidden
     # layers of 128, squared error, standardized inputs and targets).
@@ -101,6 +111,8 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# The paper's other Table 5 / Table 2 rows, each at a `paper` (default) and a `smoke` scale.
+PRESETS.update({name: Preset(**row) for name, row in PAPER_ROWS.items()})
 # The appendix studies' presets (Figure 6), each with a `smoke` scale.
 PRESETS.update({name: Preset(**row) for name, row in STUDY_PRESETS.items()})
 

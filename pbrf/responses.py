@@ -147,6 +147,17 @@ def base_lr(train: TrainConfig) -> float | None:
     return getattr(train.optimizer, "lr", None)
 
 
+def continuation_lr(train: TrainConfig) -> float | None:
+    """The learning rate the warm-started variants start from θˢ with: the base rate after the
+    step decays of the K base epochs (``lr · gamma^(milestones ≤ K)``), as the trainer applies
+    it from epoch K on. Horizons η·S use it (milestones after K are not counted)."""
+    lr = base_lr(train)
+    if lr is None:
+        return None
+    opt = train.optimizer
+    return step_lr(lr, train.epochs, tuple(opt.lr_milestones), opt.lr_gamma)
+
+
 def variant_schedule(
     cfg: StudyConfig, variant: str, n_train: int, lissa_horizon: float | None = None
 ) -> Schedule:
@@ -167,7 +178,7 @@ def variant_schedule(
         return Schedule(pb.epochs or k_half, pb.lr_factor)
     if lissa_horizon is None:
         raise ValueError(f"a horizon-matched {variant} needs LiSSA's horizon T/σ")
-    lr = base_lr(cfg.train)
+    lr = continuation_lr(cfg.train)
     assert lr is not None
     epochs = matched_epochs(
         lissa_horizon,
@@ -182,7 +193,7 @@ def schedule_horizon(cfg: StudyConfig, schedule: Schedule, n_train: int) -> floa
     """η·S/(1−μ) of a warm-started schedule; ``None`` for Adam and L-BFGS (no fixed step)."""
     if cfg.train.optimizer.name not in ("sgd", "momentum"):
         return None
-    lr = base_lr(cfg.train)
+    lr = continuation_lr(cfg.train)
     assert lr is not None
     steps = schedule.epochs * steps_per_epoch(n_train, cfg.train.batch_size)
     return sgd_horizon(lr * schedule.lr_factor, steps, _momentum(cfg.train))

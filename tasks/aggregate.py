@@ -34,6 +34,7 @@ from pbrf.influence import eval_test_loss
 from pbrf.metrics import output_distance, output_norm
 from pbrf.precision import loss_change_ulps, response_ulps, vanishing_fraction
 from pbrf.responses import (
+    continuation_lr,
     lissa_horizon,
     schedule_horizon,
     steps_per_epoch,
@@ -206,7 +207,7 @@ def _write_horizons(ctx, solver: dict, n_train: int) -> None:
         schedule = variant_schedule(cfg, v, n_train, lissa_h)
         setting = "paper" if v == "pbrf_paper" else cfg.retrain.pbrf.horizon
         h = schedule_horizon(cfg, schedule, n_train)
-        lr = getattr(cfg.train.optimizer, "lr", None)
+        lr = continuation_lr(cfg.train)
         ratio = max(h, lissa_h) / min(h, lissa_h) if h and lissa_h else None
         mismatch = bool(ratio is not None and ratio > HORIZON_TOLERANCE)
         row = {

@@ -8,6 +8,7 @@ does not redo it.
 from __future__ import annotations
 
 from pbrf.influence import largest_curvature_eigenvalue
+from pbrf.memory import device_chunk
 from tasks import schemas
 from tasks.context import StepContext
 from tasks.runtime import build_problem, load_data, load_theta
@@ -22,7 +23,13 @@ def curvature(ctx: StepContext) -> None:
     # the algebraic λ_max: on an indefinite Hessian power iteration may first find the most
     # negative eigenvalue, which is then recorded as a warning
     est, negative = largest_curvature_eigenvalue(
-        problem, theta_s, ds.x_train, ds.t_train, curvature=cfg.influence.curvature, iters=iters
+        problem,
+        theta_s,
+        ds.x_train,
+        ds.t_train,
+        curvature=cfg.influence.curvature,
+        iters=iters,
+        chunk_size=device_chunk(cfg, 1),
     )
     if negative is not None:
         ctx.warn(

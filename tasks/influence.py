@@ -11,6 +11,7 @@ from pbrf.influence import (
     removal_gradients,
     self_influence,
 )
+from pbrf.memory import device_chunk
 from tasks import progress, schemas
 from tasks.context import StepContext
 from tasks.curvature import read_top_eigenvalue
@@ -41,6 +42,7 @@ def influence(ctx: StepContext) -> None:
             damping=cfg.damping,
             solver=ic.solver,
             curvature=ic.curvature,
+            chunk_size=device_chunk(cfg, grads.shape[0]),
             top_eigenvalue=read_top_eigenvalue(ctx),
             progress=bar,
         )

@@ -1,4 +1,4 @@
-"""Loaders on small files written here in the published on-disk formats.
+"""Loaders on small files written in the published on-disk formats (``tests/data_writers.py``).
 
 Each writer reproduces the real format byte for byte in structure (IDX headers and magic numbers,
 Python-2 pickled CIFAR batches, .xls/.xlsx with the published headers, the UCI text files,
@@ -8,15 +8,28 @@ Mikolov's PTB lines); expected tensors are computed here from the written values
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import struct
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import Any, get_args
 
 import numpy as np
 import pytest
 import torch
+from data_writers import (
+    CIFAR_CLASSES,
+    CONCRETE_HEADER,
+    ENERGY_HEADER,
+    py2_pickle,
+    write_cifar,
+    write_mnist,
+    write_pima,
+    write_ptb,
+    write_wdbc,
+    write_xls,
+    write_xlsx,
+)
+from data_writers import uci_table as _table
 
 from pbrf.data import (
     SPECS,
@@ -30,165 +43,7 @@ from pbrf.data import (
 )
 from pbrf.data.sizes import train_counts
 
-# --------------------------------------------------------------------------- writers
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """IDX file of unsigned bytes: magic 0x0000080N (N = dims), big-endian sizes, then data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(
-        struct.pack(">I", s) for s in array.shape
-    )
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...], start: int) -> np.ndarray:
-    """Random uint8 images whose first pixel is a unique id (start + i) to trace selection."""
-    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    x.reshape(n, -1)[:, 0] = np.arange(start, start + n)
-    return x
-
-
-def write_mnist(root: Path, folder: str, n_train: int = 24, n_test: int = 8, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for stem, n, start in (("train", n_train, 0), ("t10k", n_test, 100)):
-        x = _images(rng, n, (28, 28), start)
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        write_idx(root / folder / "raw" / f"{stem}-images-idx3-ubyte", x)
-        write_idx(root / folder / "raw" / f"{stem}-labels-idx1-ubyte", y)
-        out[stem] = (x, y)
-    return out
-
-
-class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Pickles like Python 2's cPickle (protocol 2): bytes become ``str`` opcodes and numpy
-    functions are referenced as ``numpy.core.multiarray``, as in the published CIFAR files."""
-
-    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
-
-    def save_py2_str(self, obj: bytes) -> None:
-        n = len(obj)
-        op = (
-            pickle.SHORT_BINSTRING + bytes([n])
-            if n < 256
-            else pickle.BINSTRING + struct.pack("<i", n)
-        )
-        self.write(op + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        if getattr(obj, "__module__", "").startswith("numpy._core"):
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n" + obj.__name__.encode() + b"\n")
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-
-def py2_pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
-CIFAR_CLASSES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]  # fmt: skip
-
-
-def write_cifar(root: Path, per_batch: int = 4, n_test: int = 6, seed: int = 0):
-    """The six batches and ``batches.meta`` of ``cifar-10-batches-py``; returns (N, 3072) rows."""
-    rng = np.random.default_rng(seed)
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True, exist_ok=True)
-    out = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        n = n_test if name == "test_batch" else per_batch
-        data = _images(rng, n, (3072,), 10 * k)
-        labels = [int(v) for v in rng.integers(0, 10, size=n)]
-        batch = {
-            b"batch_label": f"{name} of test".encode(),
-            b"labels": labels,
-            b"data": data,
-            b"filenames": [f"img_{k}_{i}.png".encode() for i in range(n)],
-        }
-        (d / name).write_bytes(py2_pickle(batch))
-        out[name] = (data, np.array(labels))
-    meta = {b"num_cases_per_batch": per_batch, b"label_names": CIFAR_CLASSES, b"num_vis": 3072}
-    (d / "batches.meta").write_bytes(py2_pickle(meta))
-    return out
-
-
-CONCRETE_HEADER = [
-    "Cement (component 1)(kg in a m^3 mixture)",
-    "Blast Furnace Slag (component 2)(kg in a m^3 mixture)",
-    "Fly Ash (component 3)(kg in a m^3 mixture)",
-    "Water  (component 4)(kg in a m^3 mixture)",
-    "Superplasticizer (component 5)(kg in a m^3 mixture)",
-    "Coarse Aggregate  (component 6)(kg in a m^3 mixture)",
-    "Fine Aggregate (component 7)(kg in a m^3 mixture)",
-    "Age (day)",
-    "Concrete compressive strength(MPa, megapascals) ",
-]
-ENERGY_HEADER = ["X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "Y1", "Y2"]
-
-
-def write_xls(path: Path, rows: list[list[Any]]) -> None:
-    import xlwt
-
-    book = xlwt.Workbook()
-    sheet = book.add_sheet("Sheet1")
-    for r, row in enumerate(rows):
-        for c, v in enumerate(row):
-            if v is not None:
-                sheet.write(r, c, v)
-    book.save(str(path))
-
-
-def write_xlsx(path: Path, rows: list[list[Any]], blank_margin: bool = True) -> None:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "Sheet1"
-    for row in rows:
-        sheet.append(row)
-    if blank_margin:  # the published ENB2012_data.xlsx has blank cells past the table
-        sheet.cell(row=len(rows) + 5, column=len(rows[0]) + 2, value="")
-    book.save(path)
-
-
-def _table(n: int, d: int, seed: int, decimals: int = 2) -> np.ndarray:
-    """Distinct rows of positive values with a few decimals (as the UCI files have)."""
-    rng = np.random.default_rng(seed)
-    t = np.round(rng.uniform(1, 500, size=(n, d)), decimals)
-    t[:, 0] = np.arange(n) + 0.5  # unique first column to find rows again
-    return t
-
-
-def write_pima(path: Path, table: np.ndarray) -> None:
-    lines = [",".join(_fmt(v) for v in row) for row in table]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
-
-
-def write_wdbc(path: Path, ids: np.ndarray, benign: np.ndarray, x: np.ndarray) -> None:
-    lines = [
-        ",".join([str(int(i)), "B" if b else "M", *(_fmt(v) for v in row)])
-        for i, b, row in zip(ids, benign, x, strict=True)
-    ]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def write_ptb(root: Path, train: str, valid: str, test: str) -> None:
-    """Mikolov's format: a leading space, space-separated words, a space before the newline."""
-    for split, text in (("train", train), ("valid", valid), ("test", test)):
-        lines = [line for line in text.strip("\n").split("\n")]
-        (root / f"ptb.{split}.txt").write_text("".join(f" {line} \n" for line in lines))
+# --------------------------------------------------------------------------- helpers
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -68,15 +68,55 @@ def read_params(path: Path) -> dict[str, Any]:
 def cmd_presets(args: argparse.Namespace) -> int:
     from pbrf.presets import DEFAULT_PRESET, PRESETS
 
+    if getattr(args, "preset", None):
+        return _show_preset(args.preset)
     rows = [
         [
             name + (" (default)" if name == DEFAULT_PRESET else ""),
             ", ".join(p.scale_names()),
+            _paper_tables(p.paper_row),
             p.description,
         ]
         for name, p in PRESETS.items()
     ]
-    print_table(rows, ["preset", "scales", "study"])
+    print_table(rows, ["preset", "scales", "paper row (tables)", "study"])
+    return 0
+
+
+def _paper_tables(row: tuple[str, str] | None) -> str:
+    """``model/dataset (5, 2)``: the paper's row and the tables holding it."""
+    if row is None:
+        return "—"
+    from tasks.paper import paper_values
+
+    df = paper_values()
+    tables = df[(df["model"] == row[0]) & (df["dataset"] == row[1])]["table"].unique()
+    order = sorted(tables, key=lambda t: (t != "5", t != "2", t))
+    return f"{row[0]}/{row[1]} ({', '.join(order) or 'none'})"
+
+
+def _show_preset(name: str) -> int:
+    from pbrf.presets import get_preset, preset_dict
+
+    try:
+        preset = get_preset(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    default = preset.default_scale or "default"
+    print(f"{name}: {preset.description}")
+    print(f"paper row: {_paper_tables(preset.paper_row)}")
+    print(f"scales: {', '.join(preset.scale_names())} (default: {default})")
+    for scale, overrides in preset.scales.items():
+        shown = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the preset's settings"
+        print(f"  {scale}: {shown}")
+    if preset.notes:
+        print("choices where the paper is silent or contradicts itself:")
+        for note in preset.notes:
+            print(f"  - {note}")
+    print(
+        f"`pbrf params {name}` prints the full config; this preset's data: "
+        f"{preset_dict(name)['data']}"
+    )
     return 0
 
 

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_lazy("flows.cli.run", "cmd_run"))
 
     sp = sub.add_parser("presets", help="list the presets and their scales")
+    sp.add_argument("preset", nargs="?", help="show one preset: its scales, paper row and notes")
     sp.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_presets"))
 
     pa = sub.add_parser("params", help="print or write a full config (params.yaml)")
@@ -72,8 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(pl)
     pl.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_plan"))
 
-    rp = sub.add_parser("report", help="rebuild report/ of a finished run directory")
-    rp.add_argument("dir", help="run directory (contains config.json)")
+    rp = sub.add_parser(
+        "report",
+        help="rebuild report/ of a finished run directory, or compare runs with the paper",
+    )
+    rp.add_argument("dir", nargs="?", help="run directory (contains config.json)")
+    rp.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="finished run directories: Table 5, Table 2 and Figure 4 across them, beside the "
+        "paper's (Markdown, CSV, PNG)",
+    )
+    rp.add_argument("--out", help="with --compare: output directory (default runs/compare)")
     _add_debug(rp)
     rp.set_defaults(func=_lazy("flows.cli.report", "cmd_report"))
 

@@ -1,0 +1,289 @@
+"""Time one row of the paper's study on whatever device this is: model-epochs per second of base
+training and of each retraining variant, next to the device's measured matmul throughput.
+
+Run ``python benchmarks/bench_row.py [--preset mnist-mlp] [--scale paper|smoke] [--device cuda]``
+(``--help`` for the flags). What it does, in one process:
+
+1. **Matmul throughput.** The best of a few ``n × n`` matrix products in the study's dtype
+   (n = 4096 on a GPU, 1024 on a CPU): ``2n³ / t`` GFLOP/s, the device's practical peak.
+2. **Data.** The preset's data set from ``data.root`` when its files are there; otherwise random
+   tensors of the same shapes and split sizes (printed as *synthetic*): the timing depends on
+   shapes, not values, so the throughput is the real row's — but no number of the study is.
+3. **Memory.** :mod:`pbrf.memory`'s estimate of one stacked model and of what all share, and the
+   fewest shards of the M removals whose largest shard fits ``--budget-gb`` (default: the
+   device's memory, or the machine's RAM on a CPU). Retraining runs shard after shard, as the
+   pipeline runs a variant's shards one at a time on an accelerator, so memory is bounded by one
+   shard; on CUDA the measured peak of each shard is printed beside the estimate.
+4. **Base training** of one model for ``--epochs`` epochs, then each ``--variants`` retraining
+   of the M removals for ``--epochs`` epochs from those parameters (the Table 1 objectives,
+   vectorized over the models of a shard), each after an untimed warm-up on a slice of the data.
+
+A retraining run also evaluates its objective over the whole data set three times (start, 90 %,
+end: the convergence check), which a K/2-epoch run amortizes but a 1-epoch timing does not; time
+two or more epochs (``--epochs``, default 2) for rates close to a long run's.
+
+Per row it prints seconds, **model-epochs/s** (models × epochs ÷ seconds), the achieved
+GFLOP/s — model-epochs/s × N × the forward+backward FLOPs of one example counted by
+``torch.utils.flop_counter`` (a lower bound for the PBRF variants, whose objectives add a forward
+pass, and for the linearized PBRF's jvp) — and its **ratio** to the matmul throughput. Last, an
+extrapolation to the whole row at this scale (base K epochs; cold K + K/2, four variants K/2 —
+the matched PBRF's length is unknown before the curvature step and is taken as K/2 here).
+Nothing is asserted; on a loaded CPU pass ``--threads 1`` and read the load average printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pbrf.data import DataFilesMissingError, Dataset, load_dataset
+from pbrf.losses import get_loss
+from pbrf.memory import GiB, retrain_memory, shards_for
+from pbrf.models import build_from_options
+from pbrf.params import flat_params
+from pbrf.presets import load_preset
+from pbrf.problem import Problem
+from pbrf.responses import BaseRun, Schedule, retrain, train_base
+
+ALL_VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, repeat: int = 5) -> float:
+    """The best of ``repeat`` n×n matrix products: 2n³ / t, in GFLOP/s."""
+    n = 4096 if device.type == "cuda" else 1024
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=g, device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g, device=device, dtype=dtype)
+    a @ b  # warm-up
+    best = min(timed(lambda: a @ b, device)[0] for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def synthetic(cfg: Any) -> Dataset:
+    """Random tensors with the shapes, split sizes and targets of ``cfg.data``."""
+    facts, sizes = cfg.data.signature(), cfg.data.sizes()
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (n, *facts.input_shape)
+        if facts.task == "language_model":
+            x = torch.randint(0, facts.output_dim, shape, generator=g)
+            return x, torch.randint(0, facts.output_dim, shape, generator=g)
+        if facts.task == "reconstruction":
+            x = torch.rand(shape, generator=g)
+            return x, x.flatten(1).clone()
+        x = torch.randn(shape, generator=g)
+        if facts.task == "multiclass":
+            return x, torch.randint(0, facts.output_dim, (n,), generator=g)
+        if facts.task == "binary":
+            return x, torch.randint(0, 2, (n, 1), generator=g).float()
+        return x, torch.randn(n, facts.output_dim, generator=g)
+
+    x, t = split(sizes.train)
+    xt, tt = split(sizes.test)
+    return Dataset(cfg.data.name, x, t, xt, tt, facts.task, facts.output_dim)
+
+
+def flops_per_example(problem: Problem, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor):
+    """Forward + backward FLOPs of one example's loss (counted on a batch of up to 8)."""
+    b = min(8, x.shape[0])
+    th = theta.detach().clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        loss = problem.example_losses(th, x[:b], t[:b]).sum()
+        loss.backward()
+    return counter.get_total_flops() / b
+
+
+def budget_bytes(device: torch.device, gb: float | None) -> float:
+    if gb is not None:
+        return gb * GiB
+    if device.type == "cuda":
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--preset", default="mnist-mlp", help="preset (see `pbrf presets`)")
+    p.add_argument("--scale", default="paper", help="preset scale: paper or smoke")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--epochs", type=int, default=2, help="epochs timed per variant")
+    p.add_argument("--train-size", type=int, help="cap the training examples (data.train_size)")
+    p.add_argument("--removals", type=int, help="M (default: the preset's)")
+    p.add_argument(
+        "--variants",
+        default="warm,pbrf,linearized_pbrf",
+        help=f"comma-separated retraining variants to time, of {','.join(ALL_VARIANTS)}",
+    )
+    p.add_argument("--budget-gb", type=float, help="memory budget for one shard's computation")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import yaml
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict[str, Any] = {"device": args.device}
+    for item in args.set:
+        key, raw = item.split("=", 1)
+        overrides[key] = yaml.safe_load(raw)
+    full_n = load_preset(args.preset, overrides, args.scale).data.n_train()
+    if args.train_size:
+        overrides["data.train_size"] = args.train_size
+    if args.removals:
+        overrides["select.num_removals"] = args.removals
+    cfg = load_preset(args.preset, overrides, args.scale)
+    device = torch.device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(ALL_VARIANTS)
+    if unknown:
+        raise SystemExit(f"bench_row: unknown variant(s) {sorted(unknown)}")
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    load = os.getloadavg()
+    print(
+        f"device: {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}"
+    )
+    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores {os.cpu_count()}")
+    peak = matmul_gflops(device, dtype)
+    print(f"matmul throughput ({cfg.dtype}): {peak:.1f} GFLOP/s")
+
+    try:
+        ds, origin = load_dataset(cfg.data), f"files under {cfg.data.root}"
+    except DataFilesMissingError as exc:
+        ds, origin = synthetic(cfg), f"SYNTHETIC (real files absent: {len(exc.missing)} missing)"
+    ds = ds.to(device, dtype)
+    n = ds.n_train
+    module = build_from_options(cfg.model, input_shape=ds.input_shape, output_dim=ds.output_dim)
+    module = module.to(device=device, dtype=dtype)
+    problem = Problem.from_module(
+        module, get_loss(cfg.loss_name(ds.default_loss)), weight_decay=cfg.train.weight_decay
+    )
+    theta0 = flat_params(module)
+    m = cfg.select.num_removals
+    fpe = flops_per_example(problem, theta0, ds.x_train, ds.t_train)
+    print(
+        f"row: {args.preset} ({args.scale}) — {cfg.model.name} on {cfg.data.name}, N = {n} "
+        f"({origin}), d = {theta0.numel():,}, batch {cfg.train.batch_size}, "
+        f"{cfg.train.optimizer.name}, M = {m}; {fpe / 1e6:.3g} MFLOP per example (fwd+bwd)"
+    )
+
+    mem = retrain_memory(cfg)
+    budget = budget_bytes(device, args.budget_gb)
+    shards = max(cfg.retrain.shards, shards_for(mem, m, budget))
+    print(
+        f"memory estimate: {mem.per_model / GiB:.3f} GiB per model + {mem.shared / GiB:.3f} GiB "
+        f"shared; {m} models = {mem.total(m) / GiB:.2f} GiB; budget {budget / GiB:.1f} GiB → "
+        f"{shards} shard(s) of ≤ {math.ceil(m / shards)} (largest ≈ "
+        f"{mem.total(math.ceil(m / shards)) / GiB:.2f} GiB)"
+    )
+
+    train = cfg.train.model_copy(update={"epochs": args.epochs})
+    rows: list[tuple[str, int, float, str]] = []
+    t_base, base = timed(lambda: train_base(problem, theta0, ds.x_train, ds.t_train, train), device)
+    rows.append(("base", 1, t_base, "—"))
+    removed = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m, None]
+    for v in variants:
+        run = (
+            base
+            if v == "cold"
+            else BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
+        )
+        schedule = Schedule(max(1, args.epochs // 2) if v == "cold" else args.epochs, 1.0)
+        b = min(n, 2 * (cfg.train.batch_size or n))  # untimed warm-up on a slice of the data
+        warm_run = BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
+        retrain(
+            "warm" if v == "cold" else v,  # cold replays the base order over all N examples
+            problem,
+            warm_run,
+            ds.x_train[:b],
+            ds.t_train[:b],
+            torch.zeros(1, 1, dtype=torch.long, device=device),
+            train=train,
+            damping=cfg.damping,
+            schedule=Schedule(1, 1.0),
+        )
+        seconds, peaks = 0.0, []
+        for part in torch.tensor_split(removed, shards):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            dt, _ = timed(
+                lambda part=part, run=run, v=v, schedule=schedule: retrain(
+                    v,
+                    problem,
+                    run,
+                    ds.x_train,
+                    ds.t_train,
+                    part.to(device),
+                    train=train,
+                    damping=cfg.damping,
+                    schedule=schedule,
+                ),
+                device,
+            )
+            seconds += dt
+            if device.type == "cuda":
+                peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
+        epochs = args.epochs + (schedule.epochs if v == "cold" else 0)
+        peak_txt = f"{max(peaks):.2f} GiB" if peaks else "n/a (cpu)"
+        rows.append((v, m, seconds / epochs * args.epochs, peak_txt))
+
+    print()
+    print(
+        f"{'computation':17s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
+        f"{'GFLOP/s':>9s} {'÷ matmul':>9s}  peak memory"
+    )
+    rates = {}
+    for label, models, seconds, peak_mem in rows:
+        per_epoch = seconds / args.epochs
+        rate = models / per_epoch
+        rates[label] = per_epoch / models
+        achieved = rate * n * fpe / 1e9
+        print(
+            f"{label:17s} {models:6d} {per_epoch:9.3f} {rate:11.3f} {achieved:9.2f} "
+            f"{achieved / peak:9.1%}  {peak_mem}"
+        )
+    k = cfg.train.epochs
+    half = max(1, round(k * cfg.retrain.epochs_fraction))
+    warm = rates.get("warm")
+    if warm is not None:
+        lengths = {"cold": k + half, "warm": half, "proximal": half, "pbrf_paper": half}
+        per = {v: rates.get(v, warm) for v in lengths}
+        per |= {v: rates.get(v, rates.get("pbrf", warm)) for v in ("pbrf", "linearized_pbrf")}
+        lengths |= {"pbrf": half, "linearized_pbrf": half}
+        total = rates["base"] * k + sum(m * lengths[v] * per[v] for v in lengths)
+        print(
+            f"\nwhole row (K = {k}, M = {m}, PBRF length taken as K/2) with N = {n}: "
+            f"≈ {total / 3600:.2f} h of training on this device before curvature, influence and "
+            f"aggregation; ≈ {total * full_n / n / 3600:.2f} h at N = {full_n} without "
+            "--train-size (time ∝ N)"
+        )
+
+
+if __name__ == "__main__":
+    main()
