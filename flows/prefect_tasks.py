@@ -7,7 +7,8 @@ agree on what is current.
 
 ``torch.func.jvp`` keeps PyTorch's forward-mode AD level in process-global state, so two threads
 inside jvp at once corrupt each other; the thread task runner runs steps in threads, so nodes
-that use jvp (the linearized PBRF, curvature products) take a process-wide lock here.
+that use jvp (the linearized PBRF, curvature products) take a process-wide lock here. On Dask,
+use worker processes with one thread each (the lock then never waits).
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ _FORWARD_AD = threading.Lock()
 
 
 @task(name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False)
-def run_node_task(root: str, config: dict[str, Any], node_id: str, force: bool = False) -> Any:
+def run_node_task(
+    root: str, config: dict[str, Any], node_id: str, force: bool = False, threads: int | None = None
+) -> Any:
+    """Run or reuse ``node_id``; ``threads`` sets torch's intra-op threads where this runs (a
+    Dask worker process does not inherit the flow process's setting)."""
+    import torch
+
     from pbrf.config import StudyConfig
     from tasks.plan import build_plan
     from tasks.runner import run_node
 
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     cfg = StudyConfig.model_validate(config)
     plan = build_plan(config)
     lock = _FORWARD_AD if plan[node_id].forward_ad else nullcontext()

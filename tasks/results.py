@@ -159,3 +159,20 @@ def corr_cell(value: Any, low: Any, high: Any) -> str:
 
 def write_json_summary(path: Path, obj: Any) -> None:
     artifacts.write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def interval_decimals(low: Any, high: Any, value: Any = None, *, sig: int = 2) -> int:
+    """Decimals that show an interval's width to ``sig`` significant digits (the precision that
+    matters); without a usable interval, 3 significant digits of ``value``."""
+    lo, hi, v = (None if x is None else float(x) for x in (low, high, value))
+    # at most 6 significant digits of the value: a zero-width bootstrap interval (every
+    # resample agrees) has a width of rounding noise, not a precision
+    most = 6 if v is None or not math.isfinite(v) or v == 0 else 5 - math.floor(math.log10(abs(v)))
+    if lo is not None and hi is not None and math.isfinite(hi - lo) and hi > lo:
+        return max(0, min(sig - 1 - math.floor(math.log10(hi - lo)), most))
+    return max(0, most - 3)
+
+
+def rounded(x: Any, decimals: int) -> float | None:
+    """``x`` rounded to ``decimals`` places, JSON-safe (None for NaN/None)."""
+    return num(x, decimals)

@@ -65,7 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
     from flows.decomposition import decomposition
 
-    result = decomposition(params)
+    flow = decomposition
+    if getattr(args, "dask_address", None):
+        from flows.runners import task_runner
+
+        flow = decomposition.with_options(task_runner=task_runner(args.dask_address))
+    result = flow(params)
     wall = time.perf_counter() - t0
     print()
     print_table(
@@ -79,7 +84,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     warnings = print_results(out, cfg)
     print(f"\nreport: {out / 'report' / 'report.md'}\nwall time {wall:.1f} s")
+    link = run_link(result.get("flow_run_id"))
+    if link:
+        print(f"Prefect UI: {link}")
     if args.strict and warnings:
         print(f"pbrf: --strict: {len(warnings)} warning(s) above", file=sys.stderr)
         return 1
     return 0
+
+
+def run_link(flow_run_id: str | None) -> str | None:
+    """The flow run's page in the Prefect UI, when the run went to a lasting server."""
+    if not flow_run_id or not os.environ.get("PREFECT_API_URL"):
+        return None  # the temporary server (and its UI) is gone when `pbrf run` exits
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=flow_run_id)
