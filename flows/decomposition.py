@@ -17,12 +17,12 @@ from flows import settings
 
 settings.apply()
 
-from prefect import flow  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 from prefect.context import FlowRunContext  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from flows.prefect_tasks import run_node_task  # noqa: E402
-from flows.runners import placement, task_runner  # noqa: E402
+from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
@@ -87,10 +87,13 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     out = params.out_dir()
     write_run_config(out, cfg)
     root = str(out.resolve())  # workers elsewhere see the run directory at the same path
-    on_dask = type(FlowRunContext.get().task_runner).__module__.startswith("prefect_dask")
+    runner = FlowRunContext.get().task_runner
+    gpu_slots = dask_gpu_slots(runner) if cfg.device.startswith("cuda") else 0
+    if cfg.device.startswith("cuda") and not gpu_slots and is_dask(runner):
+        get_run_logger().warning("no Dask worker advertises a GPU resource (--resources GPU=1)")
     futures = {}
     for node in plan:
-        with placement(cfg.device, node.step, on_dask=on_dask):
+        with placement(cfg.device, node.step, on_dask=gpu_slots > 0):
             futures[node.id] = run_node_task.submit(
                 root,
                 config,

@@ -24,8 +24,7 @@ from prefect.states import Completed
 _FORWARD_AD = threading.Lock()
 
 
-@task(name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False)
-def run_node_task(
+def run_node_here(
     root: str, config: dict[str, Any], node_id: str, force: bool = False, threads: int | None = None
 ) -> Any:
     """Run or reuse ``node_id``; ``threads`` sets torch's intra-op threads where this runs (a
@@ -46,3 +45,10 @@ def run_node_task(
     if result.state == "Cached":
         return Completed(name="Cached", message="outputs current", data=result.as_dict())
     return result.as_dict()
+
+
+# The task wraps a module-level function, so Dask pickles it by reference (a worker imports this
+# module, with its own lock) instead of by value (which would try to pickle the lock).
+run_node_task = task(
+    name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False
+)(run_node_here)

@@ -60,3 +60,16 @@ def placement(device: str, step: str, *, on_dask: bool) -> Iterator[None]:
 
             stack.enter_context(dask.annotate(resources={GPU_RESOURCE: 1}))
         yield
+
+
+def is_dask(runner) -> bool:
+    return type(runner).__module__.startswith("prefect_dask")
+
+
+def dask_gpu_slots(runner) -> int:
+    """How many ``GPU`` resource units the workers of a Dask task runner advertise (0 when the
+    runner is not Dask). Without any, GPU nodes are not annotated: they would wait forever."""
+    if not is_dask(runner):
+        return 0
+    workers = runner.client.scheduler_info(n_workers=-1).get("workers", {})
+    return int(sum(w.get("resources", {}).get(GPU_RESOURCE, 0) for w in workers.values()))
