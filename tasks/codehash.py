@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from functools import cache
 from pathlib import Path
 
 PACKAGES = ("pbrf", "tasks")
 ROOT = Path(__file__).resolve().parent.parent
+# ast.parse is not thread-safe in CPython 3.11 (concurrent calls from the Prefect thread pool's
+# nodes raise "SystemError: AST constructor recursion depth mismatch"): one parse at a time
+_PARSE = threading.Lock()
 
 
 def _module_file(module: str) -> Path | None:
@@ -28,7 +32,8 @@ def _module_file(module: str) -> Path | None:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    with _PARSE:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
