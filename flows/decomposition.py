@@ -36,7 +36,9 @@ class DecompositionParams(BaseModel):
         default_factory=dict,
         description='dotted config keys to override, e.g. {"train.optimizer.lr": 0.05}',
     )
-    out: str | None = Field(None, description="run directory (default: runs/<preset>)")
+    out: str | None = Field(
+        None, description="run directory (default: runs/PRESET or runs/PRESET-SCALE)"
+    )
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     drift_check: bool = Field(
