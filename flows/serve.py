@@ -6,6 +6,7 @@ then polls it: a run started from the UI's Run button (with the parameters of it
 its working directory (``runs/`` lands there). No work pool is needed.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from flows.catalog import CATALOG
@@ -22,7 +23,7 @@ def nightly_name(preset: str, scale: str | None) -> str:
 
 
 def deployments(
-    nightly: list[tuple[str, str | None]] = (),  # type: ignore[assignment]
+    nightly: Sequence[tuple[str, str | None]] = (),
     *,
     cron: str = "0 3 * * *",
     timezone: str = "UTC",
