@@ -192,29 +192,37 @@ def test_ui_run_of_a_served_deployment_with_custom_parameters(
 
 
 def test_dask_local_cluster_writes_the_tables_of_the_default_runner(
-    server: dict[str, str], api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: dict[str, str],
+    api: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     distributed = pytest.importorskip("distributed")
-    from flows.decomposition import DecompositionParams, decomposition
-    from flows.runners import task_runner
+    from flows.cli import main
 
     monkeypatch.setenv("PBRF_THREADS", "1")
-    overrides = {**SMALL, "retrain.variants": ["warm", "proximal", "linearized_pbrf"]}
-    overrides["retrain.shards"] = 2  # each variant's removals as two tasks
+    monkeypatch.setenv("PREFECT_API_URL", server["PREFECT_API_URL"])
+    sets = ["retrain.variants=[warm,proximal,linearized_pbrf]", "select.num_removals=4"]
+    sets.append("retrain.shards=2")  # each variant's removals as two tasks
 
-    def run(out: Path, flow) -> float:
+    def run(out: Path, *extra: str) -> float:
+        argv = ["run", "digits-mlp", "--scale", "smoke", "--out", str(out), *extra]
+        for item in sets:
+            argv += ["--set", item]
         t0 = time.perf_counter()
-        params = DecompositionParams(
-            preset="digits-mlp", scale="smoke", overrides=overrides, out=str(out)
-        )
-        result = flow(params)
-        assert "retrain-linearized_pbrf-2of2" in result["nodes"]
-        return time.perf_counter() - t0
+        assert main(argv) == 0
+        seconds = time.perf_counter() - t0
+        printed = capsys.readouterr().out
+        assert "retrain-linearized_pbrf-2of2" in printed
+        ui = server["PREFECT_API_URL"].removesuffix("/api")
+        assert f"Prefect UI: {ui}/runs/flow-run/" in printed  # the run's page on this server
+        return seconds
 
-    def result_nodes(out: Path) -> list[Path]:
+    def nodes(out: Path) -> list[Path]:
         return list((out / ".pbrf" / "nodes").glob("*.json"))
 
-    local = run(tmp_path / "local", decomposition)
+    local = run(tmp_path / "local")
     with distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -222,16 +230,14 @@ def test_dask_local_cluster_writes_the_tables_of_the_default_runner(
         host="127.0.0.1",
         dashboard_address=None,
     ) as cluster:
-        on_dask = decomposition.with_options(task_runner=task_runner(cluster.scheduler_address))
-        with (
-            distributed.Client(cluster.scheduler_address) as client,
-            distributed.get_task_stream(client) as stream,
-        ):
-            dask = run(tmp_path / "dask", on_dask)
+        address = cluster.scheduler_address
+        with distributed.Client(address) as client, distributed.get_task_stream(client) as stream:
+            dask = run(tmp_path / "dask", "--dask-address", address)
     executed = stream.data  # what the (otherwise idle) cluster ran meanwhile
-    assert len(executed) == len(result_nodes(tmp_path / "dask")), [t["key"] for t in executed]
+    assert len(executed) == len(nodes(tmp_path / "dask")), [t["key"] for t in executed]
     assert len({t["worker"] for t in executed}) == 2  # on both workers
-    print(f"\nsmoke study: default runner {local:.1f} s, 2-worker Dask {dask:.1f} s")
+    with capsys.disabled():
+        print(f"\nsmoke study: default runner {local:.1f} s, 2-worker Dask {dask:.1f} s")
     for name in ("gaps", "correlations", "test_loss_changes", "gaps_per_removal"):
         a = pd.read_parquet(tmp_path / "local" / "aggregate" / f"{name}.parquet")
         b = pd.read_parquet(tmp_path / "dask" / "aggregate" / f"{name}.parquet")
