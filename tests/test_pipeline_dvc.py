@@ -95,5 +95,5 @@ def test_dvc_repro_in_a_fresh_clone_and_damping_reaches_only_its_readers(tmp_pat
     assert values.notna().all(), table[["Experiment", "rev", col]].to_string()
     assert values.nunique() == 2  # baseline and experiment differ
     diff = json.loads(_sh([DVC, "metrics", "diff", "--json"], repo, env))
-    changed = diff["diff"]["artifacts/report/metrics.json"]
+    changed = diff["artifacts/report/metrics.json"]
     assert changed[col]["old"] is not None and changed[col]["new"] != changed[col]["old"]
