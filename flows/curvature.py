@@ -38,7 +38,7 @@ class CurvatureComparisonParams(BaseModel):
         default_factory=dict, description="dotted config keys applied to both runs"
     )
     out: str | None = Field(
-        None, description="directory of both runs (default: runs/<preset>[-<scale>]-curvature)"
+        None, description="directory of both runs (default: runs/PRESET[-SCALE]-curvature)"
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step of both runs")

@@ -17,11 +17,12 @@ from flows import settings
 
 settings.apply()
 
-from prefect import flow  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
+from prefect.context import FlowRunContext  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
+from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
@@ -35,9 +36,15 @@ class DecompositionParams(BaseModel):
         default_factory=dict,
         description='dotted config keys to override, e.g. {"train.optimizer.lr": 0.05}',
     )
-    out: str | None = Field(None, description="run directory (default: runs/<preset>)")
+    out: str | None = Field(
+        None, description="run directory (default: runs/PRESET or runs/PRESET-SCALE)"
+    )
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
+    drift_check: bool = Field(
+        False,
+        description="compare with the previous run of this preset and code; mark drift",
+    )
 
     def config(self):
         overrides = dict(self.overrides)
@@ -54,13 +61,18 @@ class DecompositionParams(BaseModel):
 
 def _run_name() -> str:
     params = flow_run.parameters.get("params") or {}
-    preset = params.get("preset", DEFAULT_PRESET) if isinstance(params, dict) else DEFAULT_PRESET
-    return f"{preset}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    if not isinstance(params, dict):
+        params = {}
+    preset = params.get("preset") or DEFAULT_PRESET
+    scale = f"-{params['scale']}" if params.get("scale") else ""
+    return f"{preset}{scale}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
 
 
 @flow(
     name="decomposition",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    task_runner=task_runner(),  # $PBRF_DASK_ADDRESS: a Dask cluster
     validate_parameters=True,
     flow_run_name=_run_name,
 )
@@ -73,27 +85,48 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     cfg = params.config()
     config = cfg.model_dump(mode="json")
     plan = build_plan(config)
-    configure_threads(parallel=len(cfg.retrain.variants) * cfg.retrain.shards + 1)
+    threads = configure_threads(parallel=len(cfg.retrain.variants) * cfg.retrain.shards + 1)
     out = params.out_dir()
     write_run_config(out, cfg)
     warm_up()
+    root = str(out.resolve())  # workers elsewhere see the run directory at the same path
+    runner = FlowRunContext.get().task_runner
+    gpu_slots = dask_gpu_slots(runner) if cfg.device.startswith("cuda") else 0
+    if cfg.device.startswith("cuda") and not gpu_slots and is_dask(runner):
+        get_run_logger().warning("no Dask worker advertises a GPU resource (--resources GPU=1)")
     futures = {}
     for node in plan:
-        futures[node.id] = run_node_task.submit(
-            str(out),
-            config,
-            node.id,
-            params.refresh,
-            wait_for=[futures[u] for u in node.upstream],
-        )
+        with placement(cfg.device, node.step, on_dask=gpu_slots > 0):
+            futures[node.id] = run_node_task.submit(
+                root,
+                config,
+                node.id,
+                params.refresh,
+                threads,
+                wait_for=[futures[u] for u in node.upstream],
+            )
     nodes = {}
     for node_id, fut in futures.items():
         record = fut.result()
         nodes[node_id] = {**record, "state": fut.state.name}
+    from flows.drift import code_note, record_run
     from flows.publish import publish
+    from tasks.context import environment
 
-    publish(out, cfg, plan)
+    publish(out, cfg, plan, note=code_note())
     from flows.publish_studies import publish_studies
 
     publish_studies(out, cfg, plan)
-    return {"out": os.fspath(out), "config": config, "nodes": nodes}
+    result = {"out": os.fspath(out), "config": config, "nodes": nodes}
+    result["flow_run_id"] = str(flow_run.id) if flow_run.id else None
+    env = {**environment(cfg.device), "threads": threads}
+    return record_run(  # with drift_check: the final state says whether anything drifted
+        out,
+        cfg,
+        plan,
+        preset=params.preset,
+        scale=params.scale,
+        env=env,
+        check=params.drift_check,
+        result=result,
+    )

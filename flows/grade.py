@@ -46,7 +46,7 @@ class GradeParams(BaseModel):
         default_factory=dict,
         description='dotted config keys to override, e.g. {"grade.estimators.cg.tol": 1e-6}',
     )
-    out: str | None = Field(None, description="run directory (default: runs/<preset>)")
+    out: str | None = Field(None, description="run directory (default: runs/PRESET)")
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     isolate_costs: bool = Field(

@@ -12,6 +12,8 @@ that use jvp (the linearized PBRF, curvature products) take a process-wide lock 
 On an accelerator every node also takes that device's lock, so nodes run there one at a time:
 the device's memory then holds one node's computation — one shard of one variant's removals for
 retraining (``retrain.shards``) — instead of every variant's at once.
+
+On Dask, use worker processes with one thread each (the forward-AD lock then never waits).
 """
 
 from __future__ import annotations
@@ -41,12 +43,19 @@ def node_locks(device: str, forward_ad: bool) -> list[threading.Lock]:
     return locks
 
 
-@task(name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False)
-def run_node_task(root: str, config: dict[str, Any], node_id: str, force: bool = False) -> Any:
+def run_node_here(
+    root: str, config: dict[str, Any], node_id: str, force: bool = False, threads: int | None = None
+) -> Any:
+    """Run or reuse ``node_id``; ``threads`` sets torch's intra-op threads where this runs (a
+    Dask worker process does not inherit the flow process's setting)."""
+    import torch
+
     from pbrf.config import StudyConfig
     from tasks.plan import build_plan
     from tasks.runner import run_node
 
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     cfg = StudyConfig.model_validate(config)
     plan = build_plan(config)
     with ExitStack() as held:
@@ -56,6 +65,13 @@ def run_node_task(root: str, config: dict[str, Any], node_id: str, force: bool =
     if result.state == "Cached":
         return Completed(name="Cached", message="outputs current", data=result.as_dict())
     return result.as_dict()
+
+
+# The task wraps a module-level function, so Dask pickles it by reference (a worker imports this
+# module, with its own lock) instead of by value (which would try to pickle the lock).
+run_node_task = task(
+    name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False
+)(run_node_here)
 
 
 def warm_up() -> None:

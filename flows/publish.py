@@ -1,14 +1,24 @@
-"""Prefect artifacts of a finished run: Table 5 and Table 2 as tables, the report as markdown."""
+"""Prefect artifacts of a finished run: Table 5 and Table 2 as tables, the report as markdown.
+
+Numbers are rounded to the precision their 95 % interval supports (the interval's width to two
+significant digits; three significant digits where there is no interval). The report's figures
+are embedded in the markdown artifact as ``data:`` URIs, so the Prefect UI shows them without
+access to the run directory.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.report import table2_markdown, table5_markdown
-from tasks.results import Results, num
+from tasks.results import Results, interval_decimals, rounded
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
 
 
 def _key(text: str) -> str:
@@ -16,38 +26,79 @@ def _key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def publish(out: Path, cfg: Any, plan: Any) -> None:
+def embed_figures(markdown: str, folder: Path) -> str:
+    """Replace each relative ``![alt](figure.png)`` by the image inlined as a ``data:`` URI."""
+
+    def inline(m: re.Match[str]) -> str:
+        path = folder / m.group(2)
+        if not path.is_file():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"![{m.group(1)}](data:image/png;base64,{data})"
+
+    return _IMAGE.sub(inline, markdown)
+
+
+def gap_rows(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    for r in res.gaps.itertuples(index=False):
+        d = interval_decimals(r.ci_low, r.ci_high, r.mean)
+        rows.append(
+            {
+                "gap": r.gap,
+                "mean": rounded(r.mean, d),
+                "std": rounded(r.std, d),
+                "ci_low": rounded(r.ci_low, d),
+                "ci_high": rounded(r.ci_high, d),
+                "n": int(r.n),
+            }
+        )
+    return rows
+
+
+def _corr(value: Any, low: Any, high: Any) -> tuple[float | None, str]:
+    d = min(interval_decimals(low, high, value), 3)
+    return rounded(value, d), f"[{rounded(low, d)}, {rounded(high, d)}]"
+
+
+def correlation_rows(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    for r in res.correlations.itertuples(index=False):
+        pearson, pearson_ci = _corr(r.pearson, r.pearson_low, r.pearson_high)
+        spearman, spearman_ci = _corr(r.spearman, r.spearman_low, r.spearman_high)
+        rows.append(
+            {
+                "reference": r.reference,
+                "pearson": pearson,
+                "pearson_ci": pearson_ci,
+                "spearman": spearman,
+                "spearman_ci": spearman_ci,
+                "n": int(r.n),
+            }
+        )
+    return rows
+
+
+def publish(out: Path, cfg: Any, plan: Any, *, note: str = "") -> None:
+    """Publish the run's tables and report; ``note`` (e.g. the code version) heads each one."""
     res = Results.read(out, cfg, plan)
-    gaps = [
-        {
-            "gap": r.gap,
-            "mean": num(r.mean, 4),
-            "std": num(r.std, 4),
-            "ci_low": num(r.ci_low, 4),
-            "ci_high": num(r.ci_high, 4),
-            "n": int(r.n),
-        }
-        for r in res.gaps.itertuples(index=False)
-    ]
-    corr = [
-        {
-            "reference": r.reference,
-            "pearson": num(r.pearson, 3),
-            "pearson_ci": f"[{num(r.pearson_low, 2)}, {num(r.pearson_high, 2)}]",
-            "spearman": num(r.spearman, 3),
-            "spearman_ci": f"[{num(r.spearman_low, 2)}, {num(r.spearman_high, 2)}]",
-            "n": int(r.n),
-        }
-        for r in res.correlations.itertuples(index=False)
-    ]
     name = _key(cfg.name)
-    create_table_artifact(gaps, key=f"{name}-table5-gaps", description="Table 5: gaps")
+    suffix = f" — {note}" if note else ""
     create_table_artifact(
-        corr, key=f"{name}-table2-correlations", description="Table 2: test-loss correlations"
+        gap_rows(res), key=f"{name}-table5-gaps", description=f"Table 5: gaps{suffix}"
     )
+    create_table_artifact(
+        correlation_rows(res),
+        key=f"{name}-table2-correlations",
+        description=f"Table 2: test-loss correlations{suffix}",
+    )
+    head = [f"_{note}_"] if note else []
     md = "\n\n".join(
-        ["## Table 5 (gaps)", table5_markdown(res), "## Table 2", table2_markdown(res)]
+        [*head, "## Table 5 (gaps)", table5_markdown(res), "## Table 2", table2_markdown(res)]
     )
     create_markdown_artifact(md, key=f"{name}-tables", description=f"{cfg.name}: tables")
-    text = (out / "report" / "report.md").read_text(encoding="utf-8")
+    folder = Path(out) / "report"
+    text = embed_figures((folder / "report.md").read_text(encoding="utf-8"), folder)
+    if note:
+        text = f"_{note}_\n\n{text}"
     create_markdown_artifact(text, key=f"{name}-report", description=f"{cfg.name}: report.md")

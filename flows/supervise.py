@@ -154,9 +154,12 @@ def drain_prefect(timeout: float = 5.0) -> None:
         EventsWorker.drain_all(timeout=timeout)
 
 
-def run_decomposition(params: Any, out: Path, plan: Any, server: Any) -> dict[str, Any]:
+def run_decomposition(
+    params: Any, out: Path, plan: Any, server: Any, dask_address: str | None = None
+) -> dict[str, Any]:
     """The ``decomposition`` flow under supervision (see the module docstring): its result, or
-    an immediate exit on a signal or a lost server."""
+    an immediate exit on a signal or a lost server. With ``dask_address`` its nodes run on that
+    Dask scheduler."""
     from flows.decomposition import decomposition
 
     ids: dict[str, Any] = {}
@@ -164,7 +167,12 @@ def run_decomposition(params: Any, out: Path, plan: Any, server: Any) -> dict[st
     def remember(flow: Any, flow_run: Any, state: Any) -> None:
         ids["flow_run"] = flow_run.id
 
-    flow = decomposition.with_options(on_running=[*decomposition.on_running_hooks, remember])
+    options: dict[str, Any] = {"on_running": [*decomposition.on_running_hooks, remember]}
+    if dask_address:
+        from flows.runners import task_runner
+
+        options["task_runner"] = task_runner(dask_address)
+    flow = decomposition.with_options(**options)
     try:
         result = run_watched(lambda: flow(params), server.problem)
     except Terminated as sig:

@@ -47,7 +47,7 @@ class SweepParams(BaseModel):
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="dotted config keys set on every point"
     )
-    out: str | None = Field(None, description="sweep directory (default runs/sweeps/<sweep>)")
+    out: str | None = Field(None, description="sweep directory (default runs/sweeps/SWEEP-SCALE)")
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every distinct node once")
 

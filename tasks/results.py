@@ -110,24 +110,24 @@ class Results:
         """DVC metrics: gap means and correlations with their intervals, horizons."""
         return {
             "experiment": self.cfg.name,
-            "output_scale": num(self.output_scale()),
+            "output_scale": sig(self.output_scale()),
             "gaps": {
-                r.gap: {"mean": num(r.mean), "low": num(r.ci_low), "high": num(r.ci_high)}
+                r.gap: {"mean": sig(r.mean), "low": sig(r.ci_low), "high": sig(r.ci_high)}
                 for r in self.gaps.itertuples(index=False)
             },
             "correlations": {
                 r.reference: {
-                    "pearson": num(r.pearson),
-                    "pearson_low": num(r.pearson_low),
-                    "pearson_high": num(r.pearson_high),
-                    "spearman": num(r.spearman),
-                    "spearman_low": num(r.spearman_low),
-                    "spearman_high": num(r.spearman_high),
+                    "pearson": sig(r.pearson),
+                    "pearson_low": sig(r.pearson_low),
+                    "pearson_high": sig(r.pearson_high),
+                    "spearman": sig(r.spearman),
+                    "spearman_low": sig(r.spearman_low),
+                    "spearman_high": sig(r.spearman_high),
                 }
                 for r in self.correlations.itertuples(index=False)
             },
             "horizons": {
-                r.variant: {"horizon": num(r.horizon), "ratio": num(r.ratio)}
+                r.variant: {"horizon": sig(r.horizon), "ratio": sig(r.ratio)}
                 for r in self.horizons.itertuples(index=False)
             },
             "warnings": len(self.warnings()),
@@ -160,3 +160,31 @@ def corr_cell(value: Any, low: Any, high: Any) -> str:
 
 def write_json_summary(path: Path, obj: Any) -> None:
     artifacts.write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def interval_decimals(low: Any, high: Any, value: Any = None, *, sig: int = 2) -> int:
+    """Decimals that show an interval's width to ``sig`` significant digits (the precision that
+    matters); without a usable interval, 3 significant digits of ``value``."""
+    lo, hi, v = (None if x is None else float(x) for x in (low, high, value))
+    # at most 6 significant digits of the value: a zero-width bootstrap interval (every
+    # resample agrees) has a width of rounding noise, not a precision
+    most = 6 if v is None or not math.isfinite(v) or v == 0 else 5 - math.floor(math.log10(abs(v)))
+    if lo is not None and hi is not None and math.isfinite(hi - lo) and hi > lo:
+        return max(0, min(sig - 1 - math.floor(math.log10(hi - lo)), most))
+    return max(0, most - 3)
+
+
+def rounded(x: Any, decimals: int) -> float | None:
+    """``x`` rounded to ``decimals`` places, JSON-safe (None for NaN/None)."""
+    return num(x, decimals)
+
+
+def sig(x: Any, digits: int = 6) -> float | None:
+    """A JSON-safe float rounded to ``digits`` significant digits (None for NaN/None): DVC
+    metrics keep the same relative precision for a gap of 3e-06 as for one of 0.2."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x) or x == 0 or math.isinf(x):
+        return None if math.isnan(x) else x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))

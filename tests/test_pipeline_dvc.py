@@ -64,6 +64,14 @@ def test_dvc_repro_in_a_fresh_clone_and_damping_reaches_only_its_readers(tmp_pat
     assert "gaps.warm_start.mean" in _sh([DVC, "metrics", "show"], repo, env)
     again = _sh([DVC, "repro"], repo, env)
     assert "Running stage" not in again
+    # the README's dvc.lock policy: commit dvc.lock with the git-tracked metrics it produced
+    _sh([*git, "add", "dvc.lock", "artifacts/report/metrics.json"], repo, env)
+    _sh([*git, "commit", "-qm", "baseline"], repo, env)
+    assert "artifacts/report/metrics.json" in _sh([*git, "ls-files"], repo, env)
+    plots = json.loads(_sh([DVC, "plots", "show", "--json"], repo, env))["data"]
+    cold = plots["influence_vs_cold"][0]["content"]
+    assert cold["title"]["text"] == "Figure 1: influence prediction vs Cold-Start (LOO) retraining"
+    assert cold["encoding"]["y"]["title"] == "Cold-Start (LOO): actual test-loss change"
 
     params = (repo / "params.yaml").read_text().replace("damping: 0.001", "damping: 0.01")
     (repo / "params.yaml").write_text(params)
@@ -71,3 +79,21 @@ def test_dvc_repro_in_a_fresh_clone_and_damping_reaches_only_its_readers(tmp_pat
     # outputs change (DVC compares the new outs' hashes)
     status = json.loads(_sh([DVC, "status", "--json"], repo, env))
     assert set(status) == {"retrain-proximal", "retrain-pbrf", "influence"}, status
+
+    # an experiment beside the committed baseline: both columns hold numbers, and
+    # `dvc metrics diff` reads HEAD's metrics
+    _sh([DVC, "exp", "run", "-n", "damping-0.01"], repo, env)
+    import io
+
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(_sh([DVC, "exp", "show", "--csv"], repo, env)))
+    col = "gaps.proximity.mean"
+    rows = table.set_index("Experiment")[col] if "Experiment" in table else None
+    assert rows is not None and "damping-0.01" in rows.index, table.to_string()
+    values = pd.to_numeric(table[col], errors="coerce")
+    assert values.notna().all(), table[["Experiment", "rev", col]].to_string()
+    assert values.nunique() == 2  # baseline and experiment differ
+    diff = json.loads(_sh([DVC, "metrics", "diff", "--json"], repo, env))
+    changed = diff["artifacts/report/metrics.json"]
+    assert changed[col]["old"] is not None and changed[col]["new"] != changed[col]["old"]

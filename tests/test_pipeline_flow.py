@@ -110,3 +110,35 @@ def test_cli_run_prints_the_summary_with_intervals(
         "pbrf: retrain-warm: output retrain/warm/shard-0/delta.pt changed on disk (content "
         "hash mismatch); recomputed" in err
     ), err
+
+
+def test_drift_check_passes_a_rerun_and_flags_a_perturbed_setting(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    monkeypatch.setenv("PBRF_HISTORY", str(tmp_path / "history"))
+    overrides = {"retrain.variants": ["warm", "proximal"]}
+
+    def nightly(**extra):
+        params = DecompositionParams(
+            preset="digits-mlp",
+            scale="smoke",
+            overrides={**overrides, **extra},
+            out=str(tmp_path / "run"),
+            drift_check=True,
+        )
+        return decomposition(params, return_state=True)
+
+    first = nightly()
+    assert first.name == "Completed" and "first run of digits-mlp-smoke" in first.message
+    again = nightly()  # same code and config: bit-identical tables
+    assert again.name == "Completed" and again.message.startswith("no drift vs digits-mlp-smoke")
+    assert again.result()["drift"]["moved"] == []
+    perturbed = nightly(damping=0.01)
+    assert perturbed.name == "Drifted", perturbed.message
+    assert "gap proximity" in perturbed.result()["drift"]["moved"]
+    drift = Artifact.get("digits-mlp-drift")
+    assert drift is not None and "config.damping: 0.001 → 0.01" in str(drift.data)
+    assert "**moved**" in str(drift.data)
+    assert len(list((tmp_path / "history" / "digits-mlp-smoke").glob("*.json"))) == 3

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a convergence or horizon warning is raised",
     )
     r.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    r.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:PORT",
+        help="run the nodes on this Dask scheduler (workers share the run directory's path)",
+    )
     _add_debug(r)
     r.set_defaults(func=_lazy("flows.cli.run", "cmd_run"))
 
@@ -181,6 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
     sws = sub.add_parser("sweeps", help="list the sweeps, their swept keys and scales")
     sws.add_argument("--names", action="store_true", help="print only the names, one a line")
     sws.set_defaults(func=_lazy("flows.cli.sweep", "cmd_sweeps"))
+
+    sv = sub.add_parser("serve", help="serve every flow as a Prefect deployment (UI Run button)")
+    sv.add_argument(
+        "--nightly",
+        action="append",
+        default=[],
+        metavar="PRESET[:SCALE]",
+        help="add a scheduled, drift-checked deployment of this preset; repeatable",
+    )
+    sv.add_argument("--cron", default="0 3 * * *", help="schedule of --nightly (default 03:00)")
+    sv.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
+    sv.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:PORT",
+        help="served runs execute their nodes on this Dask scheduler",
+    )
+    sv.add_argument("--limit", type=int, default=None, help="at most this many flow runs at once")
+    _add_debug(sv)
+    sv.set_defaults(func=_lazy("flows.cli.serve", "cmd_serve"))
 
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -99,7 +99,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
         print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
         with server:
-            result = run_decomposition(params, out, plan, server)
+            result = run_decomposition(
+                params, out, plan, server, dask_address=getattr(args, "dask_address", None)
+            )
     wall = time.perf_counter() - t0
     print_recomputed(result["nodes"])
     print()
@@ -114,7 +116,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     warnings = print_results(out, cfg)
     print(f"\nreport: {out / 'report' / 'report.md'}\nwall time {wall:.1f} s")
+    link = run_link(result.get("flow_run_id"))
+    if link:
+        print(f"Prefect UI: {link}")
     if args.strict and warnings:
         print(f"pbrf: --strict: {len(warnings)} warning(s) above", file=sys.stderr)
         return 1
     return 0
+
+
+def run_link(flow_run_id: str | None) -> str | None:
+    """The flow run's page in the Prefect UI, when the run went to a lasting server."""
+    if not flow_run_id or not os.environ.get("PREFECT_API_URL"):
+        return None  # the temporary server (and its UI) is gone when `pbrf run` exits
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=flow_run_id)
