@@ -157,27 +157,37 @@ def drain_prefect(timeout: float = 5.0) -> None:
 def run_decomposition(
     params: Any, out: Path, plan: Any, server: Any, dask_address: str | None = None
 ) -> dict[str, Any]:
-    """The ``decomposition`` flow under supervision (see the module docstring): its result, or
-    an immediate exit on a signal or a lost server. With ``dask_address`` its nodes run on that
-    Dask scheduler."""
+    """The ``decomposition`` flow under supervision (see the module docstring). With
+    ``dask_address`` its nodes run on that Dask scheduler."""
     from flows.decomposition import decomposition
 
+    options: dict[str, Any] = {}
+    if dask_address:
+        from flows.runners import task_runner
+
+        options["task_runner"] = task_runner(dask_address)
+    return run_supervised(
+        decomposition, params, server, lambda: progress_phrase(out, plan), **options
+    )
+
+
+def run_supervised(
+    flow: Any, params: Any, server: Any, progress: Callable[[], str], **options: Any
+) -> dict[str, Any]:
+    """``flow(params)`` under supervision (see the module docstring): its result, or an
+    immediate exit on a signal or a lost server. ``progress()`` says what a rerun resumes from,
+    e.g. ``"3 of 12 steps finished (prepare, …)"``; ``options`` go to ``flow.with_options``."""
     ids: dict[str, Any] = {}
 
     def remember(flow: Any, flow_run: Any, state: Any) -> None:
         ids["flow_run"] = flow_run.id
 
-    options: dict[str, Any] = {"on_running": [*decomposition.on_running_hooks, remember]}
-    if dask_address:
-        from flows.runners import task_runner
-
-        options["task_runner"] = task_runner(dask_address)
-    flow = decomposition.with_options(**options)
+    flow = flow.with_options(on_running=[*flow.on_running_hooks, remember], **options)
     try:
         result = run_watched(lambda: flow(params), server.problem)
     except Terminated as sig:
         line = (
-            f"pbrf: interrupted by {sig.name}: {progress_phrase(out, plan)}, the rest cancelled; "
+            f"pbrf: interrupted by {sig.name}: {progress()}, the rest cancelled; "
             "rerun the same command to resume"
         )
 
@@ -188,9 +198,7 @@ def run_decomposition(
         hard_exit(sig.exit_code, line, cleanup)
         raise  # not reached
     except ServerError as lost:
-        line = (
-            f"pbrf: error: {lost}: {progress_phrase(out, plan)}; rerun the same command to resume"
-        )
+        line = f"pbrf: error: {lost}: {progress()}; rerun the same command to resume"
         hard_exit(1, line, server.stop)
         raise  # not reached
     except Exception as exc:
@@ -198,8 +206,7 @@ def run_decomposition(
             raise
         line = (
             f"pbrf: error: lost the Prefect API at {server.api_url} ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())}): {progress_phrase(out, plan)}; rerun the same "
-            "command to resume"
+            f"{' '.join(str(exc).split())}): {progress()}; rerun the same command to resume"
         )
         hard_exit(1, line, server.stop)
         raise  # not reached

@@ -41,7 +41,7 @@ def start(prefect_home: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start ``pbrf run … --out OUT`` in a new session; whatever is left is killed afterwards."""
     started: list[subprocess.Popen[str]] = []
 
-    def run(out: Path, *extra: str) -> subprocess.Popen[str]:
+    def run(out: Path, *extra: str, argv: list[str] = ARGV) -> subprocess.Popen[str]:
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -51,7 +51,7 @@ def start(prefect_home: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         }
         env.pop("PREFECT_API_URL", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *ARGV, *extra, "--out", str(out)],
+            [sys.executable, "-m", "flows.cli", *argv, *extra, "--out", str(out)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -196,6 +196,29 @@ def test_sigterm_ends_run_and_server_and_a_second_run_is_refused(start, tmp_path
     assert lines[-1].startswith("pbrf: interrupted by SIGTERM: "), lines
     assert "train_base" not in lines[-1].split("finished")[1], lines  # it was running
     assert not alive(server) and not group(proc.pid)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["grade", "digits-mlp", "--scale", "smoke", "--estimators", "grad_dot"],
+        ["hessian", "digits-mlp", "--scale", "smoke"],
+    ],
+    ids=["grade", "hessian"],
+)
+def test_ctrl_c_stops_grade_and_hessian_as_it_stops_run(start, tmp_path, argv):
+    out = tmp_path / "run"
+    proc = start(out, *LONG, argv=argv)
+    server = wait_for("temporary server", lambda: server_of(proc), proc, 240)
+    wait_for("the run directory's lock", lambda: holder(out) == proc.pid, proc, 240)
+    # the flow has started once it wrote a run's config (grade: out, hessian: out/gnh)
+    wait_for("a run's config", lambda: any(out.rglob("config.json")), proc, 240)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, seconds, lines, _ = ended(proc, 20)
+    assert code == 130 and seconds < 10, (code, seconds, lines)
+    assert lines[-1].startswith("pbrf: interrupted by SIGINT: "), lines
+    assert "rerun the same command to resume" in lines[-1], lines
+    assert not group(proc.pid) and not alive(server)
 
 
 def test_sigkill_takes_the_server_with_it_and_its_record_is_swept(

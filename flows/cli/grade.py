@@ -11,7 +11,7 @@ from typing import Any
 
 from flows.cli.config_cmds import config_from, parse_overrides
 from flows.cli.errors import ConfigError
-from flows.cli.run import check_device, check_out_dir
+from flows.cli.run import check_data, check_device, check_environment, check_out_dir
 from flows.cli.table import print_table
 
 SHORT = {
@@ -68,16 +68,27 @@ def cmd_grade(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         raise
     check_device(cfg.device)
+    check_environment()
     out = params.out_dir()
     check_out_dir(out)
-    where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-    print(f"pbrf grade {params.preset} → {out}  ({where})", file=sys.stderr)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     from flows.grade import grade
+    from flows.server import api_server
+    from flows.supervise import progress_phrase, run_supervised
+    from tasks.lock import run_lock
+    from tasks.plan import build_plan
 
-    t0 = time.perf_counter()
-    result = grade(params)
+    plan = build_plan(cfg.model_dump(mode="json"))
+    check_data(out, cfg, plan, refresh=args.refresh)
+    server = api_server()
+    server.check()
+    with run_lock(out):
+        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+        print(f"pbrf grade {params.preset} → {out}  ({where})", file=sys.stderr)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        t0 = time.perf_counter()
+        with server:
+            result = run_supervised(grade, params, server, lambda: progress_phrase(out, plan))
     wall = time.perf_counter() - t0
     print()
     print_table(

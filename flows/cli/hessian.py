@@ -18,11 +18,15 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         settings.quiet_console()
     overrides = parse_overrides(args.set)
     device = {"device": args.device} if args.device else {}
-    from flows.cli.run import check_device, check_out_dir
+    from flows.cli.run import check_data, check_device, check_environment, check_out_dir
 
-    for curvature in ("gnh", "hessian"):  # validate both before starting anything
-        cfg = config_from(args, {**device, "influence.curvature": curvature})
+    cfgs = {  # validate both before starting anything
+        curvature: config_from(args, {**device, "influence.curvature": curvature})
+        for curvature in ("gnh", "hessian")
+    }
+    cfg = cfgs["gnh"]
     check_device(cfg.device)
+    check_environment()
     from flows.curvature import CurvatureComparisonParams, curvature_comparison
 
     params = CurvatureComparisonParams(
@@ -33,10 +37,26 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         device=args.device,
         refresh=args.refresh,
     )
-    check_out_dir(params.out_dir())
-    t0 = time.perf_counter()
-    print(f"pbrf hessian {params.preset} → {params.out_dir()}", file=sys.stderr)
-    result = curvature_comparison(params)
+    base = params.out_dir()
+    check_out_dir(base)
+    from flows.server import api_server
+    from flows.supervise import progress_phrase, run_supervised
+    from tasks.lock import run_lock
+    from tasks.plan import build_plan
+
+    plans = {c: build_plan(cfgs[c].model_dump(mode="json")) for c in cfgs}
+    check_data(base / "gnh", cfg, plans["gnh"], refresh=args.refresh)
+    server = api_server()
+    server.check()
+
+    def progress() -> str:
+        return "; ".join(f"{c}: {progress_phrase(base / c, plans[c])}" for c in plans)
+
+    with run_lock(base):
+        t0 = time.perf_counter()
+        print(f"pbrf hessian {params.preset} → {base}", file=sys.stderr)
+        with server:
+            result = run_supervised(curvature_comparison, params, server, progress)
     report = Path(result["report"])
     print(report.read_text(encoding="utf-8"))
     print(f"report: {report}\nwall time {time.perf_counter() - t0:.1f} s")
