@@ -24,6 +24,15 @@ HEADER = (
 FIGURE1_PANELS = {"cold": "Cold-Start (LOO)", "warm": "Warm-Start", "pbrf": "PBRF"}
 
 
+def data_files(cfg: Any) -> list[str]:
+    """The files the configured data set is read from, as ``data.root``/path (DVC deps of
+    ``prepare``, so replacing a file reruns it); empty for the bundled scikit-learn sets."""
+    from pbrf.data.registry import get_spec
+
+    root = str(cfg.data.root).rstrip("/")
+    return [f"{root}/{path}" for path in get_spec(cfg.data.name).files]
+
+
 def dvc_config(cfg: Any, *, params_file: str = "params.yaml", out: str = "artifacts") -> dict:
     """The ``dvc.yaml`` document (a dict) for ``cfg``'s plan, artifacts under ``out``."""
     plan = build_plan(cfg.model_dump(mode="json"))
@@ -32,6 +41,8 @@ def dvc_config(cfg: Any, *, params_file: str = "params.yaml", out: str = "artifa
         step = STEPS[node.step]
         code = [p.relative_to(ROOT).as_posix() for p in code_files(step.function)]
         deps = sorted({f"{out}/{p}" for p in node.inputs.values()}) + code
+        if node.step == "prepare":  # a file-based data set: its files (none when bundled)
+            deps += data_files(cfg)
         stage: dict[str, Any] = {
             "cmd": f"pbrf step {node.id} --params {params_file} --out {out}",
             "deps": deps,

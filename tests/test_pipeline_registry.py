@@ -131,6 +131,30 @@ def test_dvc_stage_edges_equal_the_plan_edges():
         assert stage.get("params", []) == list(plan[name].reads), name
 
 
+def test_a_file_based_data_set_is_a_dependency_of_prepare_only():
+    """Replacing MNIST's files reruns `prepare` under DVC; the bundled default has no data deps."""
+    from pbrf.presets import load_preset
+
+    stages = yaml.safe_load(dvc_yaml(load_preset("mnist-mlp", {"data.root": "data"}, "smoke")))
+    stages = stages["stages"]
+    data = [d for d in stages["prepare"]["deps"] if d.startswith("data/")]
+    assert sorted(data) == [
+        "data/MNIST/raw/t10k-images-idx3-ubyte",
+        "data/MNIST/raw/t10k-labels-idx1-ubyte",
+        "data/MNIST/raw/train-images-idx3-ubyte",
+        "data/MNIST/raw/train-labels-idx1-ubyte",
+    ]
+    assert not [
+        d
+        for s in stages.values()
+        if s is not stages["prepare"]
+        for d in s["deps"]
+        if d.startswith("data/")
+    ]
+    default = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["prepare"]["deps"]
+    assert not [d for d in default if d.startswith("data/")]
+
+
 def test_the_registry_knows_the_librarys_variants():
     """tasks/registry.py stays torch-free, so it lists the variants itself: the same list."""
     from pbrf.config import VARIANTS as LIBRARY
