@@ -203,15 +203,16 @@ def test_sigterm_ends_run_and_server_and_a_second_run_is_refused(start, tmp_path
     [
         ["grade", "digits-mlp", "--scale", "smoke", "--estimators", "grad_dot"],
         ["hessian", "digits-mlp", "--scale", "smoke"],
+        ["sweep", "fig5-damping", "--scale", "smoke"],
     ],
-    ids=["grade", "hessian"],
+    ids=["grade", "hessian", "sweep"],
 )
-def test_ctrl_c_stops_grade_and_hessian_as_it_stops_run(start, tmp_path, argv):
+def test_ctrl_c_stops_grade_hessian_and_sweep_as_it_stops_run(start, tmp_path, argv):
     out = tmp_path / "run"
     proc = start(out, *LONG, argv=argv)
     server = wait_for("temporary server", lambda: server_of(proc), proc, 240)
     wait_for("the run directory's lock", lambda: holder(out) == proc.pid, proc, 240)
-    # the flow has started once it wrote a run's config (grade: out, hessian: out/gnh)
+    # the flow has started once it wrote a run's config (out, out/gnh or out/points/ID)
     wait_for("a run's config", lambda: any(out.rglob("config.json")), proc, 240)
     os.killpg(proc.pid, signal.SIGINT)
     code, seconds, lines, _ = ended(proc, 20)

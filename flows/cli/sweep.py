@@ -186,11 +186,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 0
         collected = collect(sp, out, force=args.refresh)
     else:
-        from tasks.sweep import SweepNodeResult
-
-        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-        print(f"pbrf sweep {sp.spec.name} → {out}  ({where})", file=sys.stderr)
+        from flows.server import api_server
+        from flows.supervise import finished_nodes, run_supervised
         from flows.sweep import SweepParams, sweep
+        from tasks.lock import run_lock
+        from tasks.sweep import SweepNodeResult, point_dir
 
         params = SweepParams(
             sweep=args.name or sp.spec.name,
@@ -201,7 +201,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             device=args.device,
             refresh=args.refresh,
         )
-        result = sweep(params)
+        server = api_server()
+        server.check()
+
+        def progress() -> str:
+            done = total = 0
+            for pid, plan in sp.plans.items():
+                done += len(finished_nodes(point_dir(out, pid), plan))
+                total += len(plan.nodes)
+            return f"{done} of {total} nodes of {len(sp.plans)} grid points finished"
+
+        with run_lock(out):
+            where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+            print(f"pbrf sweep {sp.spec.name} → {out}  ({where})", file=sys.stderr)
+            with server:
+                result = run_supervised(sweep, params, server, progress)
         results = [SweepNodeResult(**r) for r in result["nodes"].values()]
         print()
         _print_states(results, sp)
