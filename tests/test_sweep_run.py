@@ -126,3 +126,11 @@ def test_a_diverging_point_is_reported_and_the_others_go_on(tmp_path: Path) -> N
     again = {(r.point, r.node): r.state for r in run_sweep_points(tmp_path, sp)}
     assert again[(bad, "train_base")] == "Diverged" and "Completed" not in again.values()
     assert collect(sp, tmp_path)["state"] == "Cached"
+    # `pbrf sweep --strict` fails on it, naming the point; a clean sweep passes
+    from flows.cli.sweep import strict_problems
+
+    results = run_sweep_points(tmp_path, sp)
+    problems = strict_problems(results, collect(sp, tmp_path))
+    assert problems is not None and problems.startswith(f"diverged: {bad}; no results: {bad}")
+    table = collected["table"].assign(warnings=0)
+    assert strict_problems([], {"table": table, "unfinished": {}}) is None

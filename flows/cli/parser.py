@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--point", help="run only this grid point, without Prefect (a DVC stage)")
     sw.add_argument("--collect", action="store_true", help="only write the table, figure, report")
     sw.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a point diverged, has no results, or its run warned",
+    )
+    sw.add_argument(
         "--dvc", metavar="DIR", help="write DIR/dvc.yaml and DIR/sweep.yaml; run nothing"
     )
     sw.add_argument("--verbose", action="store_true", help="show Prefect's run logs")

@@ -222,4 +222,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         collected = collect(sp, out)
     _print_collected(out, sp, collected)
     print(f"wall time {time.perf_counter() - t0:.1f} s")
+    if args.strict and (problems := strict_problems(results, collected)):
+        print(f"pbrf: --strict: {problems}", file=sys.stderr)
+        return 1
     return 0
+
+
+def strict_problems(results: list[Any], collected: dict[str, Any]) -> str | None:
+    """What ``--strict`` fails on: diverged nodes, points without results, and points whose
+    runs recorded warnings (convergence, horizon, precision); None when there are none."""
+    diverged = sorted({r.point for r in results if r.state == "Diverged"})
+    unfinished = sorted(collected["unfinished"])
+    table = collected["table"]
+    warned: list[str] = []
+    if table is not None and len(table) and "warnings" in table:
+        per_point = table.groupby("point")["warnings"].max()
+        warned = sorted(str(p) for p, n in per_point.items() if n and n > 0)
+    parts = [
+        f"{label}: {', '.join(points)}"
+        for label, points in (
+            ("diverged", diverged),
+            ("no results", unfinished),
+            ("warnings", warned),
+        )
+        if points
+    ]
+    return "; ".join(parts) or None
