@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbrf.config import StudyConfig
-from pbrf.paper_presets import LR_NOTES, PAPER_ROWS
+from pbrf.paper_presets import LR_NOTES, PAPER_ROWS, lr_row
 from pbrf.study_presets import STUDY_PRESETS
 
 
@@ -66,32 +66,21 @@ PRESETS: dict[str, Preset] = {
     # The paper's LR/Cancer row: strongly convex, trained to convergence with L-BFGS, so every
     # gap is ≈ 0 and influence matches leave-one-out retraining.
     "cancer-lr": Preset(
-        config={
-            "name": "cancer-lr",
-            "data": {"name": "breast_cancer"},
-            "model": {"name": "logistic_regression"},
-            "train": {
-                "optimizer": {"name": "lbfgs"},
-                "epochs": 1000,
-                "weight_decay": 0.01,
-                "batch_size": None,
+        **{
+            **lr_row(
+                "cancer-lr", {"name": "breast_cancer"}, "breast cancer (UCI Cancer)", "cancer"
+            ),
+            "scales": {
+                "smoke": _smoke(**{"train.epochs": 200, "influence.solver.depth": 2000}),
+                "paper": {},
             },
-            "retrain": {"pbrf": {"horizon": "explicit"}},
-            "influence": {"solver": {"name": "lissa", "depth": 20000, "batch_size": None}},
-            "damping": 0.001,
-            "dtype": "float64",
-        },
-        description="logistic regression + L2 on breast cancer (UCI Cancer), L-BFGS",
-        scales={
-            "smoke": _smoke(**{"train.epochs": 200, "influence.solver.depth": 2000}),
-            "paper": {},
-        },
-        paper_row=("logistic_regression", "cancer"),
-        notes=(
-            "data: scikit-learn's copy of UCI Wisconsin diagnostic breast cancer (the same "
-            "tensors as wdbc.data)",
-            *LR_NOTES,
-        ),
+            "default_scale": None,  # the config as it stands is the default scale
+            "notes": (
+                "data: scikit-learn's copy of UCI Wisconsin diagnostic breast cancer (the same "
+                "tensors as wdbc.data)",
+                *LR_NOTES,
+            ),
+        }
     ),
     # Regression MLP on scikit-learn diabetes (the paper's Concrete/Energy set-up: 2 hidden
     # layers of 128, squared error, standardized inputs and targets).
