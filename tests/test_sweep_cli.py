@@ -114,3 +114,17 @@ def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path)
     out = _sh([DVC, "repro", dvc_file], repo, env)
     assert "damping_0p01/train_base: Reused" in out and "damping_0p1/" not in out
     assert "damping_0p01/retrain-proximal: Completed" in out
+
+
+def test_a_serial_sweep_refuses_a_sweep_directory_another_process_writes(
+    tmp_path: Path, capsys
+) -> None:
+    from tasks.lock import run_lock
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "fig5-damping", "--scale", "smoke", "--serial", "--out", str(out)]
+    with run_lock(out):  # this process holds it, as a running `pbrf sweep` would
+        assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out} is being written by pid {os.getpid()}" in err[0], err
+    assert not (out / "points").exists()  # nothing was written

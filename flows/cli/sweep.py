@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -177,10 +178,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from flows.threads import configure_threads
 
         configure_threads(1)
-        write_sweep(out, sp, only=args.point)
-        results = run_sweep_points(
-            out, sp, only=args.point, refresh=args.refresh, on_result=_progress
-        )
+        from tasks.lock import run_lock
+
+        # a whole serial sweep holds the sweep directory; a single --point (a DVC stage) does not,
+        # so DVC may run several points at once (their writes are atomic)
+        held = run_lock(out) if args.serial and not args.point else contextlib.nullcontext()
+        with held:
+            write_sweep(out, sp, only=args.point)
+            results = run_sweep_points(
+                out, sp, only=args.point, refresh=args.refresh, on_result=_progress
+            )
         _print_states(results, sp)
         if args.point:
             return 0
