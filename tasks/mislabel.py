@@ -15,11 +15,9 @@ import torch
 
 from pbrf.convergence import tail_decrease
 from pbrf.mislabel import own_loss_change, self_influence_scores
-from pbrf.responses import retrain as pbrf_retrain
-from pbrf.responses import total_epochs, variant_schedule
 from tasks import progress, schemas
 from tasks.context import StepContext
-from tasks.retrain import TAIL, TAIL_THRESHOLD, matched_lissa_horizon
+from tasks.retrain import TAIL, TAIL_THRESHOLD, train_removals
 from tasks.runtime import build_problem, load_base_run, load_data, load_theta, shard_rows
 
 
@@ -76,26 +74,8 @@ def self_pbrf(ctx: StepContext) -> None:
     rows = shard_rows(ds.n_train, shard, shards)
     removed = torch.tensor(rows, dtype=torch.long)[:, None]
     variant = "pbrf" if cfg.mislabel.pbrf == "matched" else "pbrf_paper"
-    horizon = (
-        matched_lissa_horizon(ctx)
-        if variant == "pbrf" and cfg.retrain.pbrf.horizon == "matched"
-        else None
-    )
-    schedule = variant_schedule(cfg, variant, ds.n_train, horizon)
     label = "self PBRF" + (f" {shard + 1}/{shards}" if shards > 1 else "")
-    with progress.epochs(label, total_epochs(cfg.train, schedule, variant)) as bar:
-        res = pbrf_retrain(
-            variant,
-            problem,
-            base,
-            ds.x_train,
-            ds.t_train,
-            removed.to(ds.x_train.device),
-            train=cfg.train,
-            damping=cfg.damping,
-            schedule=schedule,
-            progress=bar,
-        )
+    res, schedule = train_removals(ctx, variant, problem, base, ds, removed, label)
     ev = load_data(ctx, cfg.eval_dtype)
     problem_ev, _ = build_problem(cfg, ev, cfg.eval_dtype)
     theta_ev = load_theta(ctx, problem_ev, "theta_s", cfg.eval_dtype)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from pbrf.convergence import still_decreasing, tail_decrease
+from pbrf.data import Dataset
+from pbrf.problem import Problem
 from pbrf.responses import (
+    BaseRun,
+    Response,
+    Schedule,
     lissa_horizon,
     lissa_scale,
     total_epochs,
@@ -54,20 +59,22 @@ def matched_lissa_horizon(ctx: StepContext) -> float | None:
     return lissa_horizon(solver.depth, scale)
 
 
-def retrain(ctx: StepContext) -> None:
-    """Write ``delta.pt`` (stacked Δ = θ − θˢ), ``removals.parquet`` and ``history.parquet``."""
+def train_removals(
+    ctx: StepContext,
+    variant: str,
+    problem: Problem,
+    base: BaseRun,
+    ds: Dataset,
+    removed: torch.Tensor,
+    label: str,
+) -> tuple[Response, Schedule]:
+    """``variant``'s optima (Table 1) for the removal sets ``removed`` as one vectorized run,
+    with a progress bar ``label``; the PBRFs at LiSSA's horizon when the config matches it.
+    Returns the response and the schedule it was trained with."""
     cfg = ctx.cfg
-    variant, shard, shards = ctx.params["variant"], ctx.params["shard"], ctx.params["shards"]
-    ds = load_data(ctx)
-    problem, _ = build_problem(cfg, ds)
-    base = load_base_run(ctx, problem, cold=variant == "cold")
-    sel = load_selection(ctx, test_points=False)
-    rows = shard_rows(sel.removed.shape[0], shard, shards)
-    removed = sel.removed[rows]
     needs_horizon = variant in ("pbrf", "linearized_pbrf") and cfg.retrain.pbrf.horizon == "matched"
     horizon = matched_lissa_horizon(ctx) if needs_horizon else None
     schedule = variant_schedule(cfg, variant, ds.n_train, horizon)
-    label = f"retrain {variant}" + (f" {shard + 1}/{shards}" if shards > 1 else "")
     with progress.epochs(label, total_epochs(cfg.train, schedule, variant)) as bar:
         res = pbrf_retrain(
             variant,
@@ -81,6 +88,21 @@ def retrain(ctx: StepContext) -> None:
             schedule=schedule,
             progress=bar,
         )
+    return res, schedule
+
+
+def retrain(ctx: StepContext) -> None:
+    """Write ``delta.pt`` (stacked Δ = θ − θˢ), ``removals.parquet`` and ``history.parquet``."""
+    cfg = ctx.cfg
+    variant, shard, shards = ctx.params["variant"], ctx.params["shard"], ctx.params["shards"]
+    ds = load_data(ctx)
+    problem, _ = build_problem(cfg, ds)
+    base = load_base_run(ctx, problem, cold=variant == "cold")
+    sel = load_selection(ctx, test_points=False)
+    rows = shard_rows(sel.removed.shape[0], shard, shards)
+    removed = sel.removed[rows]
+    label = f"retrain {variant}" + (f" {shard + 1}/{shards}" if shards > 1 else "")
+    res, _ = train_removals(ctx, variant, problem, base, ds, removed, label)
     history = res.epoch_loss.detach().double().cpu()  # (E, m)
     m = len(rows)
     lbfgs = res.converged is not None
