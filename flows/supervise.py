@@ -154,21 +154,34 @@ def drain_prefect(timeout: float = 5.0) -> None:
         EventsWorker.drain_all(timeout=timeout)
 
 
-def run_decomposition(
-    params: Any, out: Path, plan: Any, server: Any, dask_address: str | None = None
-) -> dict[str, Any]:
-    """The ``decomposition`` flow under supervision (see the module docstring). With
-    ``dask_address`` its nodes run on that Dask scheduler."""
-    from flows.decomposition import decomposition
+def run_study_command(
+    flow: Any,
+    params: Any,
+    out: Path,
+    banner: str,
+    progress: Callable[[], str],
+    notes: tuple[str, ...] = (),
+    **options: Any,
+) -> tuple[dict[str, Any], float]:
+    """What every study command does once its inputs are checked: check (or start) the API
+    server, hold ``out``'s write lock, print ``banner`` and ``notes``, and run ``flow(params)``
+    under :func:`run_supervised`. Returns the flow's result and its wall seconds."""
+    import time
 
-    options: dict[str, Any] = {}
-    if dask_address:
-        from flows.runners import task_runner
+    from flows.server import api_server
+    from tasks.lock import run_lock
 
-        options["task_runner"] = task_runner(dask_address)
-    return run_supervised(
-        decomposition, params, server, lambda: progress_phrase(out, plan), **options
-    )
+    server = api_server()
+    server.check()
+    with run_lock(out):
+        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
+        print(f"{banner} → {out}  ({where})", file=sys.stderr)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        t0 = time.perf_counter()
+        with server:
+            result = run_supervised(flow, params, server, progress, **options)
+    return result, time.perf_counter() - t0
 
 
 def run_supervised(

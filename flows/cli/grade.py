@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -72,24 +70,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
     out = params.out_dir()
     check_out_dir(out)
     from flows.grade import grade
-    from flows.server import api_server
-    from flows.supervise import progress_phrase, run_supervised
-    from tasks.lock import run_lock
+    from flows.supervise import progress_phrase, run_study_command
     from tasks.plan import build_plan
 
     plan = build_plan(cfg.model_dump(mode="json"))
     check_data(out, cfg, plan, refresh=args.refresh)
-    server = api_server()
-    server.check()
-    with run_lock(out):
-        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-        print(f"pbrf grade {params.preset} → {out}  ({where})", file=sys.stderr)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        t0 = time.perf_counter()
-        with server:
-            result = run_supervised(grade, params, server, lambda: progress_phrase(out, plan))
-    wall = time.perf_counter() - t0
+    result, wall = run_study_command(
+        grade,
+        params,
+        out,
+        f"pbrf grade {params.preset}",
+        lambda: progress_phrase(out, plan),
+        notes=tuple(notes),
+    )
     print()
     print_table(
         [

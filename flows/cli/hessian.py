@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
 from flows.cli.config_cmds import config_from, parse_overrides
@@ -39,25 +37,19 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     )
     base = params.out_dir()
     check_out_dir(base)
-    from flows.server import api_server
-    from flows.supervise import progress_phrase, run_supervised
-    from tasks.lock import run_lock
+    from flows.supervise import progress_phrase, run_study_command
     from tasks.plan import build_plan
 
     plans = {c: build_plan(cfgs[c].model_dump(mode="json")) for c in cfgs}
     check_data(base / "gnh", cfg, plans["gnh"], refresh=args.refresh)
-    server = api_server()
-    server.check()
 
     def progress() -> str:
         return "; ".join(f"{c}: {progress_phrase(base / c, plans[c])}" for c in plans)
 
-    with run_lock(base):
-        t0 = time.perf_counter()
-        print(f"pbrf hessian {params.preset} → {base}", file=sys.stderr)
-        with server:
-            result = run_supervised(curvature_comparison, params, server, progress)
+    result, wall = run_study_command(
+        curvature_comparison, params, base, f"pbrf hessian {params.preset}", progress
+    )
     report = Path(result["report"])
     print(report.read_text(encoding="utf-8"))
-    print(f"report: {report}\nwall time {time.perf_counter() - t0:.1f} s")
+    print(f"report: {report}\nwall time {wall:.1f} s")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from flows.cli.config_cmds import config_from, parse_overrides
 from flows.cli.errors import ConfigError, RuntimeFailure
@@ -85,24 +84,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     out = params.out_dir()
     check_out_dir(out)
-    from flows.server import api_server
-    from flows.supervise import run_decomposition
-    from tasks.lock import run_lock
+    from flows.decomposition import decomposition
+    from flows.supervise import progress_phrase, run_study_command
     from tasks.plan import build_plan
 
     plan = build_plan(cfg.model_dump(mode="json"))
     check_data(out, cfg, plan, refresh=args.refresh)
-    server = api_server()
-    server.check()
-    with run_lock(out):
-        t0 = time.perf_counter()
-        where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-        print(f"pbrf run {params.preset} → {out}  ({where})", file=sys.stderr)
-        with server:
-            result = run_decomposition(
-                params, out, plan, server, dask_address=getattr(args, "dask_address", None)
-            )
-    wall = time.perf_counter() - t0
+    options = {}
+    if getattr(args, "dask_address", None):
+        from flows.runners import task_runner
+
+        options["task_runner"] = task_runner(args.dask_address)
+    result, wall = run_study_command(
+        decomposition,
+        params,
+        out,
+        f"pbrf run {params.preset}",
+        lambda: progress_phrase(out, plan),
+        **options,
+    )
     print_recomputed(result["nodes"])
     print()
     print_table(

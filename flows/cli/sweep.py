@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -193,10 +192,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 0
         collected = collect(sp, out, force=args.refresh)
     else:
-        from flows.server import api_server
-        from flows.supervise import finished_nodes, run_supervised
+        from flows.supervise import finished_nodes, run_study_command
         from flows.sweep import SweepParams, sweep
-        from tasks.lock import run_lock
         from tasks.sweep import SweepNodeResult, point_dir
 
         params = SweepParams(
@@ -208,8 +205,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             device=args.device,
             refresh=args.refresh,
         )
-        server = api_server()
-        server.check()
 
         def progress() -> str:
             done = total = 0
@@ -218,11 +213,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 total += len(plan.nodes)
             return f"{done} of {total} nodes of {len(sp.plans)} grid points finished"
 
-        with run_lock(out):
-            where = os.environ.get("PREFECT_API_URL") or "temporary local Prefect server"
-            print(f"pbrf sweep {sp.spec.name} → {out}  ({where})", file=sys.stderr)
-            with server:
-                result = run_supervised(sweep, params, server, progress)
+        result, _ = run_study_command(sweep, params, out, f"pbrf sweep {sp.spec.name}", progress)
         results = [SweepNodeResult(**r) for r in result["nodes"].values()]
         print()
         _print_states(results, sp)
