@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 
-from pbrf.config import DataConfig
 from pbrf.data import load_dataset
 from pbrf.estimators import (
     ESTIMATOR_NAMES,
@@ -49,6 +48,7 @@ from pbrf.params import flat_params, load_flat_
 from pbrf.problem import Problem
 from pbrf.responses import variant_objective
 from pbrf.schedule import epoch_orders
+from pbrf.study.config import DataConfig
 from pbrf.trainer import SGDSettings, train_stacked
 
 LR, BATCH_SIZE, SEED = 0.1, 128, 0

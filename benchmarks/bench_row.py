@@ -9,7 +9,7 @@ Run ``python benchmarks/bench_row.py [--preset mnist-mlp] [--scale paper|smoke] 
 2. **Data.** The preset's data set from ``data.root`` when its files are there; otherwise random
    tensors of the same shapes and split sizes (printed as *synthetic*): the timing depends on
    shapes, not values, so the throughput is the real row's — but no number of the study is.
-3. **Memory.** :mod:`pbrf.memory`'s estimate of one stacked model and of what all share, and the
+3. **Memory.** :mod:`pbrf.study.memory`'s estimate of one stacked model and of what all share, and the
    fewest shards of the M removals whose largest shard fits ``--budget-gb`` (default: the
    device's memory, or the machine's RAM on a CPU). Retraining runs shard after shard, as the
    pipeline runs a variant's shards one at a time on an accelerator, so memory is bounded by one
@@ -45,12 +45,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pbrf.data import DataFilesMissingError, Dataset, load_dataset
 from pbrf.losses import get_loss
-from pbrf.memory import GiB, retrain_memory, shards_for
 from pbrf.models import build_from_options
 from pbrf.params import flat_params
-from pbrf.presets import load_preset
 from pbrf.problem import Problem
 from pbrf.responses import BaseRun, Schedule, retrain, train_base
+from pbrf.study.memory import GiB, retrain_memory, shards_for
+from pbrf.study.presets import load_preset
 
 ALL_VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper")
 

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pbrf.config import DataConfig, TrainConfig
 from pbrf.curvature import LinearizedGNH, curvature_matvec, dense_from_matvec, gnh_product
 from pbrf.data import load_dataset
 from pbrf.influence import inverse_curvature_product, removal_gradients
@@ -60,6 +59,7 @@ from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.responses import train_base
 from pbrf.solvers import ExactSettings, conjugate_gradient, power_iteration
+from pbrf.study.config import DataConfig, TrainConfig
 
 DAMPING = 1e-3
 RHS = 20

@@ -57,7 +57,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import grad_and_value, vmap
 
-from pbrf.config import DataConfig
 from pbrf.curvature import Matvec, curvature_matvec, sampled_matvec
 from pbrf.data import load_dataset
 from pbrf.influence import removal_gradients
@@ -70,6 +69,7 @@ from pbrf.problem import Problem
 from pbrf.responses import variant_objective
 from pbrf.schedule import batches_of, epoch_orders
 from pbrf.solvers import lissa, top_eigenvalue
+from pbrf.study.config import DataConfig
 from pbrf.trainer import SGDSettings, StackedObjective, train_stacked
 
 BATCH_SIZE = 128

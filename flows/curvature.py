@@ -24,7 +24,7 @@ from prefect import flow  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 
 from flows.decomposition import DecompositionParams, decomposition  # noqa: E402
-from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
 REPORT = "report.md"
 
@@ -93,8 +93,8 @@ def curvature_comparison(
 ) -> dict[str, Any]:
     """Run the study with GNH and with Hessian influence; write and publish Tables 4–7 (and 8
     when ``two_stage`` ran). Returns both runs' node states and the report path."""
-    from tasks.artifacts import write_text
-    from tasks.curvature_tables import comparison_markdown, comparison_tables, read_pair
+    from tasks.engine.artifacts import write_text
+    from tasks.reports.curvature_tables import comparison_markdown, comparison_tables, read_pair
 
     params.validate_configs()
     base = params.out_dir()

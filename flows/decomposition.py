@@ -1,7 +1,7 @@
 """The ``decomposition`` flow: every node of the plan as a Prefect task, edges from the registry.
 
 prepare → train_base, select → curvature → (six retraining variants ∥ influence) → aggregate →
-report. The nodes and their ``wait_for`` edges come from :func:`tasks.plan.build_plan`; this
+report. The nodes and their ``wait_for`` edges come from :func:`tasks.engine.plan.build_plan`; this
 module only submits them and publishes the tables. Parameters are one pydantic model, so the
 Prefect UI renders a form for them.
 """
@@ -24,7 +24,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
 from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
-from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
 
 class DecompositionParams(BaseModel):
@@ -79,8 +79,8 @@ def _run_name() -> str:
 def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[str, Any]:  # noqa: B008
     """Run the five-term decomposition study; return the run directory and each node's state
     (``Completed`` or ``Cached``), its compute seconds and its warnings."""
-    from tasks.plan import build_plan
-    from tasks.runner import write_run_config
+    from tasks.engine.plan import build_plan
+    from tasks.engine.runner import write_run_config
 
     cfg = params.config()
     config = cfg.model_dump(mode="json")
@@ -111,7 +111,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         nodes[node_id] = {**record, "state": fut.state.name}
     from flows.drift import code_note, record_run
     from flows.publish import publish
-    from tasks.context import environment
+    from tasks.engine.context import environment
 
     publish(out, cfg, plan, note=code_note())
     from flows.publish_studies import publish_studies

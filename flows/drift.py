@@ -1,6 +1,6 @@
 """Each run's tables recorded with the code version; nightly runs checked for drift.
 
-After publishing, the flow writes a record (:mod:`tasks.history`) into the history directory —
+After publishing, the flow writes a record (:mod:`tasks.reports.history`) into the history directory —
 ``$PBRF_HISTORY``, else ``history/`` beside the run directory (``runs/history`` for the default
 ``runs/<preset>``). With ``drift_check`` (what the nightly deployment sets) it then compares the
 run with the previous run of the same preset, scale and code, publishes a ``<name>-drift``
@@ -17,8 +17,8 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
-from tasks import history
-from tasks.results import Results, interval_decimals
+from tasks.reports import history
+from tasks.reports.results import Results, interval_decimals
 
 HISTORY_ENV = "PBRF_HISTORY"
 DRIFTED = "Drifted"

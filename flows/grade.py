@@ -29,7 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
-from pbrf.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
 
 class GradeParams(BaseModel):
@@ -73,7 +73,7 @@ class GradeParams(BaseModel):
         ``overrides["grade.estimators"]`` replaces the estimator list; overrides of single
         settings (``grade.estimators.cg.tol``) apply on top of ``estimators`` (default: all).
         """
-        from pbrf.grading import grade_overrides
+        from pbrf.study.grading import grade_overrides
 
         overrides = dict(self.overrides)
         if self.device is not None:
@@ -110,8 +110,8 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
     """Grade influence estimators against the PBRF, linearized PBRF, the exact damped solve and
     LOO retraining; return the run directory, each node's state, seconds and warnings, and
     notes on estimators left out."""
-    from tasks.plan import build_plan
-    from tasks.runner import write_run_config
+    from tasks.engine.plan import build_plan
+    from tasks.engine.runner import write_run_config
 
     cfg, notes = params.config()
     config = cfg.model_dump(mode="json")
@@ -163,9 +163,10 @@ def publish_grades(out: Path, cfg: Any, plan: Any) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from flows.publish import _key
-    from tasks import artifacts, schemas
-    from tasks.grade_report import grading_markdown
-    from tasks.results import num
+    from tasks import schemas
+    from tasks.engine import artifacts
+    from tasks.reports.grade_report import grading_markdown
+    from tasks.reports.results import num
 
     node = plan.of_step("grade")[0]
     table = artifacts.read_table(

@@ -2,7 +2,7 @@
 
 Every step runs through :func:`run_node_task`, named after its node (``retrain-pbrf``); a node
 whose manifest is current finishes in a ``Cached`` state without computing. Caching is the
-manifests' (content hashes, :mod:`tasks.manifest`), not Prefect's, so the CLI, DVC and Prefect
+manifests' (content hashes, :mod:`tasks.engine.manifest`), not Prefect's, so the CLI, DVC and Prefect
 agree on what is current.
 
 ``torch.func.jvp`` keeps PyTorch's forward-mode AD level in process-global state, so two threads
@@ -50,9 +50,9 @@ def run_node_here(
     Dask worker process does not inherit the flow process's setting)."""
     import torch
 
-    from pbrf.config import StudyConfig
-    from tasks.plan import build_plan
-    from tasks.runner import run_node
+    from pbrf.study.config import StudyConfig
+    from tasks.engine.plan import build_plan
+    from tasks.engine.runner import run_node
 
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -79,7 +79,7 @@ def warm_up() -> None:
     constructor is not thread-safe (two threads in ``ast.parse`` can raise ``SystemError: AST
     constructor recursion depth mismatch``). The step modules' import closures (code hashes)
     and torch's forward-mode decompositions (TorchScript-compiled on the first ``jvp``)."""
-    from tasks.codehash import code_hash
+    from tasks.engine.codehash import code_hash
     from tasks.registry import STEPS
 
     for step in STEPS.values():

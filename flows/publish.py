@@ -15,8 +15,8 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.report import table2_markdown, table5_markdown
-from tasks.results import Results, interval_decimals, rounded
+from tasks.reports.report import table2_markdown, table5_markdown
+from tasks.reports.results import Results, interval_decimals, rounded
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
-from tasks.results import Results, num
-from tasks.study_sections import read_detection_run, table8_rows
+from tasks.reports.results import Results, num
+from tasks.reports.study_sections import read_detection_run, table8_rows
 
 
 def _key(text: str) -> str:

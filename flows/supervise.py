@@ -86,7 +86,7 @@ def run_watched(fn: Callable[[], T], problem: Callable[[], str | None], poll: fl
 
 def finished_nodes(root: Path, plan: Any) -> list[str]:
     """Nodes whose manifests say their outputs are current (what a rerun reuses)."""
-    from tasks import manifest
+    from tasks.engine import manifest
 
     done = []
     for node in plan:
@@ -169,7 +169,7 @@ def run_study_command(
     import time
 
     from flows.server import api_server
-    from tasks.lock import run_lock
+    from tasks.engine.lock import run_lock
 
     server = api_server()
     server.check()

@@ -3,7 +3,7 @@
 One Prefect task per point and node (named ``<point>/<node>``), with ``wait_for`` edges from the
 point's own plan plus, for a node that an earlier point shares (same config stamp), an edge to
 that point's task — so the first point computes it and the others link its outputs
-(``Reused``, :mod:`tasks.sweep`). Then the tidy table, the Figure-5 plot and the report
+(``Reused``, :mod:`tasks.sweeps.points`). Then the tidy table, the Figure-5 plot and the report
 section are collected and published as table and markdown artifacts.
 """
 
@@ -52,7 +52,7 @@ class SweepParams(BaseModel):
     refresh: bool = Field(False, description="recompute every distinct node once")
 
     def spec(self):
-        from pbrf.sweeps import resolve_sweep
+        from pbrf.study.sweeps import resolve_sweep
 
         overrides = dict(self.overrides)
         if self.device is not None:
@@ -65,8 +65,8 @@ class SweepParams(BaseModel):
 
 @functools.lru_cache(maxsize=4)
 def _plan(spec_json: str):
-    from pbrf.sweeps import SweepSpec
-    from tasks.sweep import plan_sweep
+    from pbrf.study.sweeps import SweepSpec
+    from tasks.sweeps.points import plan_sweep
 
     return plan_sweep(SweepSpec.model_validate_json(spec_json))
 
@@ -78,7 +78,7 @@ def _plan(spec_json: str):
     persist_result=False,
 )
 def sweep_node_task(root: str, spec_json: str, point: str, node_id: str, refresh: bool) -> Any:
-    from tasks.sweep import run_sweep_node
+    from tasks.sweeps.points import run_sweep_node
 
     sp = _plan(spec_json)
     lock = _FORWARD_AD if sp.plans[point][node_id].forward_ad else nullcontext()
@@ -96,7 +96,7 @@ def _key(text: str) -> str:
 
 def publish_sweep(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     """The per-point summary and the tidy table as table artifacts, the report as markdown."""
-    from tasks.sweep_report import OUTPUTS, summary_rows
+    from tasks.sweeps.collect import OUTPUTS, summary_rows
 
     table = collected["table"]
     name = _key(sp.spec.name)
@@ -126,8 +126,8 @@ def _run_name() -> str:
 def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
     """Run every point of a sweep (sharing nodes between points), then collect the table,
     figure and report; return the sweep directory and each node's state per point."""
-    from tasks.sweep import summarize, write_sweep
-    from tasks.sweep_report import collect
+    from tasks.sweeps.collect import collect
+    from tasks.sweeps.points import summarize, write_sweep
 
     spec = params.spec()
     spec_json = spec.model_dump_json()
@@ -148,7 +148,7 @@ def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
             )
     nodes: dict[str, dict[str, Any]] = {}
     results = []
-    from tasks.sweep import SweepNodeResult
+    from tasks.sweeps.points import SweepNodeResult
 
     for (pid, node_id), fut in futures.items():
         record = fut.result()

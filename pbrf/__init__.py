@@ -19,18 +19,6 @@ Estimators beyond the iHVP solvers (EK-FAC, K-FAC, Arnoldi, TracIn, TRAK, gradie
 live in :mod:`pbrf.estimators`.
 """
 
-from pbrf.config import (
-    LBFGS,
-    SGD,
-    Adam,
-    InfluenceConfig,
-    Momentum,
-    PBRFConfig,
-    RetrainConfig,
-    SelectConfig,
-    StudyConfig,
-    TrainConfig,
-)
 from pbrf.data import DataConfig, Dataset, load_dataset
 from pbrf.influence import (
     eval_test_loss,
@@ -44,11 +32,23 @@ from pbrf.losses import get_loss
 from pbrf.metrics import output_distance
 from pbrf.models import build_model
 from pbrf.params import flat_params
-from pbrf.presets import load_preset
 from pbrf.problem import Problem
 from pbrf.responses import BaseRun, Response, Schedule, matched_epochs, retrain, train_base
 from pbrf.solvers.settings import CGSettings, ExactSettings, LissaSettings
 from pbrf.stats import bootstrap_correlation, bootstrap_mean, jackknife_correlation
+from pbrf.study.config import (
+    LBFGS,
+    SGD,
+    Adam,
+    InfluenceConfig,
+    Momentum,
+    PBRFConfig,
+    RetrainConfig,
+    SelectConfig,
+    StudyConfig,
+    TrainConfig,
+)
+from pbrf.study.presets import load_preset
 
 __all__ = [
     "LBFGS",

@@ -39,7 +39,6 @@ from torch import Tensor
 from torch.func import grad_and_value, vmap
 
 from pbrf.checkpoints import checkpoint_epochs, tracin_checkpoints
-from pbrf.config import VARIANTS, StudyConfig, TrainConfig
 from pbrf.estimators.base import Checkpoint
 from pbrf.lbfgs import lbfgs_stacked
 from pbrf.objectives import (
@@ -54,6 +53,7 @@ from pbrf.optim import step_lr
 from pbrf.problem import Problem
 from pbrf.schedule import epoch_orders
 from pbrf.solvers.errors import NonPositiveScaleError
+from pbrf.study.config import VARIANTS, StudyConfig, TrainConfig
 from pbrf.trainer import (
     Progress,
     SGDSettings,

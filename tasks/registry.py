@@ -1,7 +1,7 @@
 """The one registry of pipeline steps: what each step runs, reads, consumes and produces.
 
 Everything else is derived from :data:`STEPS` — the concrete nodes of a run and their edges
-(:mod:`tasks.plan`), the artifacts' config stamps and cache keys, the run-directory layout, the
+(:mod:`tasks.engine.plan`), the artifacts' config stamps and cache keys, the run-directory layout, the
 Prefect tasks and their ``wait_for`` edges (:mod:`flows.decomposition`) and the DVC stages
 (``pbrf dvc`` writes ``dvc.yaml``; a test checks the committed file). Adding a step is one
 :class:`Step` entry plus its function.
@@ -223,14 +223,14 @@ STEPS: dict[str, Step] = {
     for s in (
         Step(
             name="prepare",
-            function="tasks.prepare:prepare",
+            function="tasks.steps.prepare:prepare",
             doc="split, standardize and store the data set",
             reads=_prepare_reads,
             outputs={"dataset": "prepare/dataset.pt"},
         ),
         Step(
             name="train_base",
-            function="tasks.train_base:train_base",
+            function="tasks.steps.train_base:train_base",
             doc="train θˢ from θ⁰ on all N examples, recording the batch order",
             reads=("model", "train", "loss", "dtype"),
             inputs=("dataset",),
@@ -244,7 +244,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="select",
-            function="tasks.selection:select",
+            function="tasks.steps.selection:select",
             doc="draw the M removal sets and the test points",
             reads=("select",),
             inputs=("dataset",),
@@ -255,7 +255,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="curvature",
-            function="tasks.curvature:curvature",
+            function="tasks.steps.curvature:curvature",
             doc="λ_max of the curvature at θˢ by power iteration (LiSSA's scale, PBRF horizon)",
             reads=lambda cfg, p: (
                 "influence.curvature",
@@ -268,7 +268,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="retrain",
-            function="tasks.retrain:retrain",
+            function="tasks.steps.retrain:retrain",
             doc="train one variant's optima for a shard of the removals, as one vmapped run",
             reads=_retrain_reads,
             inputs=_retrain_inputs,
@@ -282,7 +282,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="influence",
-            function="tasks.influence:influence",
+            function="tasks.steps.influence:influence",
             doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
             reads=("influence", "damping"),
             inputs=_influence_inputs,
@@ -295,7 +295,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="self_influence",
-            function="tasks.mislabel:self_influence",
+            function="tasks.steps.mislabel:self_influence",
             doc="Figure 6: ε g_zᵀ(C + λI)⁻¹g_z for every training example z",
             reads=("mislabel.solver", "mislabel.rhs_chunk", "influence.curvature", "damping"),
             inputs=("dataset", "theta_s"),
@@ -305,7 +305,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="self_pbrf",
-            function="tasks.mislabel:self_pbrf",
+            function="tasks.steps.mislabel:self_pbrf",
             doc="Figure 6: one PBRF per training example (a shard), the change of its own loss",
             reads=_self_pbrf_reads,
             inputs=_self_pbrf_inputs,
@@ -315,7 +315,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="detection",
-            function="tasks.detection:detection",
+            function="tasks.steps.detection:detection",
             doc="Figure 6: corrupted examples found vs inspected (IF, PBRF, random), AUCs",
             reads=("mislabel.inspect",),
             inputs=("dataset", "mislabel_influence", "mislabel_pbrf"),
@@ -329,7 +329,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="aggregate",
-            function="tasks.aggregate:aggregate",
+            function="tasks.steps.aggregate:aggregate",
             doc="gaps (Table 5), correlations (Table 2) with intervals, horizons, precision",
             reads=("name", "eval_dtype"),
             inputs=_aggregate_inputs,
@@ -345,7 +345,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="estimate",
-            function="tasks.estimate:estimate",
+            function="tasks.steps.estimate:estimate",
             doc="one influence estimator's predicted test-loss changes, Δθ and cost",
             reads=_estimate_reads,
             inputs=_estimate_inputs,
@@ -360,7 +360,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="grade",
-            function="tasks.grade:grade",
+            function="tasks.steps.grade:grade",
             doc="every estimator against the PBRF, linearized PBRF, exact solve and LOO",
             reads=("name", "grade.references", "grade.rank_by"),
             inputs=_grade_inputs,
@@ -369,7 +369,7 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             name="report",
-            function="tasks.report:report",
+            function="tasks.reports.report:report",
             doc="report.md, figures, metrics.json and plot CSVs",
             inputs=_report_inputs,
             outputs={

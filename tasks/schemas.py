@@ -4,7 +4,7 @@ All tables carry key/value metadata in the Parquet footer:
 
 * ``pbrf.schema`` — the table's name below, ``pbrf.schema_version`` — :data:`SCHEMA_VERSION`;
 * ``pbrf.step`` — the step that wrote it, ``pbrf.stamp`` — the config stamp of the node that
-  wrote it (:mod:`tasks.plan`), checked by :func:`tasks.artifacts.read_table`;
+  wrote it (:mod:`tasks.engine.plan`), checked by :func:`tasks.engine.artifacts.read_table`;
 * ``pbrf.env`` — thread count, device and torch version of the run that wrote it.
 
 Artifacts are deterministic functions of their inputs (no timestamps or timings), so a

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pbrf.config import StudyConfig
-from pbrf.presets import load_preset
-from tasks.plan import build_plan
-from tasks.runner import NodeResult, run_node, write_run_config
+from pbrf.study.config import StudyConfig
+from pbrf.study.presets import load_preset
+from tasks.engine.plan import build_plan
+from tasks.engine.runner import NodeResult, run_node, write_run_config
 
 
 def smoke_config(**overrides: Any) -> StudyConfig:

@@ -22,8 +22,8 @@ import pytest
 from pipeline_fixtures import smoke_config
 
 from flows.cli import main
-from tasks.plan import build_plan
-from tasks.runner import run_node, write_run_config
+from tasks.engine.plan import build_plan
+from tasks.engine.runner import run_node, write_run_config
 
 REPO = Path(__file__).resolve().parent.parent
 PIMA = "pima-indians-diabetes.data.csv"
@@ -258,7 +258,7 @@ def test_a_run_directory_being_written_is_refused_naming_the_writer(
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom tasks.lock import run_lock\n"
+            "import sys, time\nfrom tasks.engine.lock import run_lock\n"
             f"with run_lock({str(work.run)!r}, 'pbrf run digits-mlp'):\n"
             "    print('locked', flush=True)\n    time.sleep(120)\n",
         ],

@@ -8,9 +8,9 @@ from pydantic import ValidationError
 
 from flows.cli.config_cmds import parse_overrides
 from flows.cli.errors import ConfigError
-from pbrf.config import StudyConfig
 from pbrf.models import MODEL_OPTIONS, model_kwargs
-from pbrf.presets import PRESETS, apply_overrides, load_preset
+from pbrf.study.config import StudyConfig
+from pbrf.study.presets import PRESETS, apply_overrides, load_preset
 
 
 def _locs(info: pytest.ExceptionInfo) -> list[str]:

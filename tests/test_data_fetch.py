@@ -1,4 +1,4 @@
-"""``tasks.datafetch`` without network: unreachable local ports and ``file://`` mirrors."""
+"""``tasks.engine.datafetch`` without network: unreachable local ports and ``file://`` mirrors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from pbrf.data import SPECS, DataConfig, get_spec, load_dataset
 from pbrf.data.registry import Member, Source
-from tasks.datafetch import FetchError, OfflineError, expected_files, fetch
+from tasks.engine.datafetch import FetchError, OfflineError, expected_files, fetch
 
 FILE_BACKED = [n for n, s in SPECS.items() if not s.bundled]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.grade import GradeParams, grade
-from tasks.plan import build_plan
+from tasks.engine.plan import build_plan
 
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from flows.cli import main
 from pbrf.checkpoints import checkpoint_epochs, tracin_checkpoints
-from pbrf.grading import GRADE_CHECKPOINTS, grade_overrides, references
 from pbrf.optim import step_lr
-from pbrf.presets import load_preset
+from pbrf.study.grading import GRADE_CHECKPOINTS, grade_overrides, references
+from pbrf.study.presets import load_preset
 
 
 def _error(**overrides) -> str:
@@ -110,7 +110,7 @@ def test_a_setting_override_tweaks_one_estimator_of_the_default_set():
 def test_the_mislabel_auc_belongs_only_to_the_estimator_with_the_studys_solver_settings():
     import pandas as pd
 
-    from tasks.grade import mislabel_aucs
+    from tasks.steps.grade import mislabel_aucs
 
     table = pd.DataFrame({"method": ["influence", "pbrf", "random"], "auc": [0.7, 0.9, 0.5]})
     exact = {"name": "exact", "method": "auto"}

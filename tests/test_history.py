@@ -1,4 +1,4 @@
-"""Run records and drift rules (tasks/history.py), interval rounding, inlined figures."""
+"""Run records and drift rules (tasks/reports/history.py), interval rounding, inlined figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks import history
-from tasks.results import interval_decimals
+from tasks.reports import history
+from tasks.reports.results import interval_decimals
 
 
 def _record(time: str, *, mean: float = 0.10, code: str = "c1", checked: bool = True) -> dict:

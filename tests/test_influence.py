@@ -12,7 +12,6 @@ import torch
 from tiny_problems import DTYPE, tiny_problem
 from torch.func import grad, grad_and_value, vmap
 
-from pbrf.config import DataConfig, TrainConfig
 from pbrf.curvature import dense_gnh, dense_hessian
 from pbrf.data import load_dataset
 from pbrf.influence import (
@@ -41,6 +40,7 @@ from pbrf.solvers import (
     NotPositiveDefiniteError,
     exact_solve,
 )
+from pbrf.study.config import DataConfig, TrainConfig
 
 DAMPING = 1e-3
 # Direct float64 solves: error ≲ cond · eps with cond(G + λI) ≤ ~1e4 on these tiny problems, so

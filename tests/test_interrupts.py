@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from pipeline_fixtures import smoke_config
 
-from tasks import manifest
-from tasks.plan import build_plan
+from tasks.engine import manifest
+from tasks.engine.plan import build_plan
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = "retrain.variants=[warm,pbrf]"

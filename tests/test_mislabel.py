@@ -13,7 +13,6 @@ import torch
 from scipy import stats as sst
 from tiny_problems import DTYPE, tiny_problem
 
-from pbrf.config import SGD, TrainConfig
 from pbrf.curvature import dense_gnh
 from pbrf.influence import removal_gradients
 from pbrf.mislabel import (
@@ -28,6 +27,7 @@ from pbrf.mislabel import (
 )
 from pbrf.responses import NO_REMOVAL, BaseRun, Schedule, retrain
 from pbrf.solvers import CGSettings, ExactSettings
+from pbrf.study.config import SGD, TrainConfig
 
 DAMPING = 1e-2
 DIRECT_RTOL = 1e-9  # float64 direct solves on cond ≲ 1e3 systems: error ≲ 1e-12

@@ -7,7 +7,6 @@ import torch
 from tiny_problems import DTYPE, tiny_problem
 from torch.func import grad, hessian
 
-from pbrf.config import TrainConfig
 from pbrf.curvature import dense_gnh
 from pbrf.influence import influence_parameters, removal_gradients
 from pbrf.losses import LOSSES
@@ -20,6 +19,7 @@ from pbrf.objectives import (
 )
 from pbrf.responses import BaseRun, Schedule, retrain
 from pbrf.solvers import exact_solve
+from pbrf.study.config import TrainConfig
 
 ATOL = 1e-11
 DAMPING = 0.01

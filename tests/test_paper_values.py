@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from tasks.paper import (
+from tasks.reports.paper import (
     CORRELATION_TABLES,
     GAP_COLUMNS,
     KEY,

@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tasks import artifacts, schemas
-from tasks.artifacts import (
+from tasks import schemas
+from tasks.engine import artifacts
+from tasks.engine.artifacts import (
     CorruptArtifactError,
     MissingArtifactError,
     StaleArtifactError,

@@ -11,7 +11,7 @@ import pytest
 from pipeline_fixtures import smoke_config
 
 from flows.decomposition import DecompositionParams, decomposition
-from tasks.plan import build_plan
+from tasks.engine.plan import build_plan
 
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 

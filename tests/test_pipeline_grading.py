@@ -27,8 +27,9 @@ from pbrf.models import build_from_options
 from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.schedule import batches_of
-from tasks import artifacts, schemas
-from tasks.plan import build_plan
+from tasks import schemas
+from tasks.engine import artifacts
+from tasks.engine.plan import build_plan
 
 GRADED = ["exact", "cg", "lissa", "kfac", "tracin", "grad_dot", "grad_cos"]
 # 6 removals, 4 epochs of 4 batches with the learning rate halved at epoch 3, 2 checkpoints

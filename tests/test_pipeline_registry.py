@@ -9,12 +9,12 @@ import pytest
 import yaml
 from pipeline_fixtures import smoke_config
 
-from pbrf.presets import PRESETS, load_preset
-from tasks.codehash import ROOT, code_files
-from tasks.dvcgen import dvc_yaml
-from tasks.plan import build_plan
+from pbrf.study.presets import PRESETS, load_preset
+from tasks.engine.codehash import ROOT, code_files
+from tasks.engine.dvcgen import dvc_yaml
+from tasks.engine.plan import build_plan
+from tasks.engine.runner import step_function
 from tasks.registry import STEPS, producer
-from tasks.runner import step_function
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,14 +98,14 @@ def test_code_closures_are_per_step():
     rel = lambda fn: {p.relative_to(ROOT).as_posix() for p in code_files(fn)}  # noqa: E731
     report = rel(STEPS["report"].function)
     retrain = rel(STEPS["retrain"].function)
-    assert "tasks/report.py" in report and "pbrf/objectives.py" not in report
-    assert {"tasks/retrain.py", "pbrf/objectives.py", "pbrf/trainer.py"} <= retrain
-    assert "tasks/report.py" not in retrain
+    assert "tasks/reports/report.py" in report and "pbrf/objectives.py" not in report
+    assert {"tasks/steps/retrain.py", "pbrf/objectives.py", "pbrf/trainer.py"} <= retrain
+    assert "tasks/reports/report.py" not in retrain
 
 
 def test_committed_dvc_yaml_is_generated_from_the_registry_and_params_yaml():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    from pbrf.config import StudyConfig
+    from pbrf.study.config import StudyConfig
 
     expected = dvc_yaml(StudyConfig.model_validate(params))
     assert (REPO / "dvc.yaml").read_text() == expected, "run `pbrf dvc` to regenerate dvc.yaml"
@@ -114,7 +114,7 @@ def test_committed_dvc_yaml_is_generated_from_the_registry_and_params_yaml():
 def test_dvc_stage_edges_equal_the_plan_edges():
     """The DAG DVC sees (a stage depends on the stages whose outs it lists) is the plan's."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    from pbrf.config import StudyConfig
+    from pbrf.study.config import StudyConfig
 
     cfg = StudyConfig.model_validate(params)
     stages = yaml.safe_load(dvc_yaml(cfg))["stages"]
@@ -133,7 +133,7 @@ def test_dvc_stage_edges_equal_the_plan_edges():
 
 def test_a_file_based_data_set_is_a_dependency_of_prepare_only():
     """Replacing MNIST's files reruns `prepare` under DVC; the bundled default has no data deps."""
-    from pbrf.presets import load_preset
+    from pbrf.study.presets import load_preset
 
     stages = yaml.safe_load(dvc_yaml(load_preset("mnist-mlp", {"data.root": "data"}, "smoke")))
     stages = stages["stages"]
@@ -157,7 +157,7 @@ def test_a_file_based_data_set_is_a_dependency_of_prepare_only():
 
 def test_the_registry_knows_the_librarys_variants():
     """tasks/registry.py stays torch-free, so it lists the variants itself: the same list."""
-    from pbrf.config import VARIANTS as LIBRARY
+    from pbrf.study.config import VARIANTS as LIBRARY
     from tasks.registry import VARIANTS as REGISTRY
 
     assert REGISTRY == LIBRARY

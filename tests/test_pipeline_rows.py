@@ -4,8 +4,8 @@ the paper's row, and ``pbrf report --compare`` across the finished runs.
 The file-based data sets are small synthetic files written by ``tests/data_writers.py`` into a
 temporary ``data.root`` (the bundled sets need none): these runs exercise the pipeline — prepare
 → base → select → curvature → six retraining variants → influence → aggregate → report — not the
-paper's science. The paper's values are read here from ``tasks/paper_values.csv`` with the
-standard ``csv`` module, independently of ``tasks.paper``.
+paper's science. The paper's values are read here from ``tasks/reports/paper_values.csv`` with the
+standard ``csv`` module, independently of ``tasks.reports.paper``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from data_writers import write_study_files
 from pipeline_fixtures import run_study
 
 from flows.cli import main
-from pbrf.config import StudyConfig
 from pbrf.data import get_spec
-from pbrf.presets import PRESETS, load_preset
-from pbrf.study_presets import STUDY_PRESETS
-from tasks.report import paper_row
+from pbrf.study.appendix import STUDY_PRESETS
+from pbrf.study.config import StudyConfig
+from pbrf.study.presets import PRESETS, load_preset
+from tasks.reports.report import paper_row
 
 REPO = Path(__file__).resolve().parent.parent
 GAPS = ("warm_start", "proximity", "non_convergence", "linearization", "solver")

@@ -21,9 +21,10 @@ from pbrf.losses import get_loss
 from pbrf.models import build_from_options
 from pbrf.params import flat_params, load_flat_
 from pbrf.problem import Problem
-from tasks import artifacts, schemas
-from tasks.artifacts import StaleArtifactError
-from tasks.plan import build_plan
+from tasks import schemas
+from tasks.engine import artifacts
+from tasks.engine.artifacts import StaleArtifactError
+from tasks.engine.plan import build_plan
 
 RTOL = 1e-9  # float64 evaluations recomputed by another route
 

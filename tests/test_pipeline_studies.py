@@ -23,8 +23,9 @@ from pbrf.models import build_from_options
 from pbrf.params import flat_params, load_flat_
 from pbrf.problem import Problem
 from pbrf.responses import NO_REMOVAL, BaseRun, Schedule, retrain
-from tasks import artifacts, schemas
-from tasks.plan import build_plan
+from tasks import schemas
+from tasks.engine import artifacts
+from tasks.engine.plan import build_plan
 
 STUDY = {"mislabel": {}, "retrain__variants": ["warm", "two_stage"]}
 

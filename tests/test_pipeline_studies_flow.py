@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.curvature import CurvatureComparisonParams, curvature_comparison
-from tasks.curvature_tables import read_pair
+from tasks.reports.curvature_tables import read_pair
 
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pipeline_fixtures import run_study, smoke_config
 
-from pbrf.presets import load_preset
-from tasks import artifacts, schemas
-from tasks.results import Results
+from pbrf.study.presets import load_preset
+from tasks import schemas
+from tasks.engine import artifacts
+from tasks.reports.results import Results
 
 
 def _manifest(root: Path, node: str) -> dict:

@@ -14,8 +14,16 @@ from tiny_problems import tiny_problem
 from torch.func import grad
 
 from flows.cli import main
-from pbrf.config import DEFAULT_VARIANTS, StudyConfig
-from pbrf.memory import (
+from pbrf.models import build_model
+from pbrf.responses import (
+    BaseRun,
+    Schedule,
+    retrain,
+    schedule_horizon,
+    variant_schedule,
+)
+from pbrf.study.config import DEFAULT_VARIANTS, StudyConfig
+from pbrf.study.memory import (
     GiB,
     RetrainMemory,
     activation_elements,
@@ -24,16 +32,8 @@ from pbrf.memory import (
     retrain_memory,
     shards_for,
 )
-from pbrf.models import build_model
-from pbrf.presets import PRESETS, load_preset
-from pbrf.responses import (
-    BaseRun,
-    Schedule,
-    retrain,
-    schedule_horizon,
-    variant_schedule,
-)
-from tasks.report import paper_row
+from pbrf.study.presets import PRESETS, load_preset
+from tasks.reports.report import paper_row
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = {1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001}

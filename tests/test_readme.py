@@ -10,8 +10,8 @@ import pytest
 from pipeline_fixtures import run_study, smoke_config
 
 from flows.cli.parser import build_parser
-from tasks import readme
-from tasks.results import Results
+from tasks.reports import readme
+from tasks.reports.results import Results
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

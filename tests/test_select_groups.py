@@ -12,9 +12,9 @@ from pipeline_fixtures import smoke_config
 from pydantic import ValidationError
 
 from tasks import schemas
-from tasks.artifacts import read_table
-from tasks.plan import build_plan
-from tasks.runner import run_node
+from tasks.engine.artifacts import read_table
+from tasks.engine.plan import build_plan
+from tasks.engine.runner import run_node
 
 
 def _removed(root: Path, cfg) -> torch.Tensor:

@@ -52,7 +52,7 @@ def test_sweep_errors_exit_2_with_one_line(argv, needle, capsys) -> None:
 
 
 def test_sweeps_lists_every_sweep(capsys) -> None:
-    from pbrf.sweeps import SWEEPS
+    from pbrf.study.sweeps import SWEEPS
 
     assert main(["sweeps"]) == 0
     out = capsys.readouterr().out
@@ -119,7 +119,7 @@ def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path)
 def test_a_serial_sweep_refuses_a_sweep_directory_another_process_writes(
     tmp_path: Path, capsys
 ) -> None:
-    from tasks.lock import run_lock
+    from tasks.engine.lock import run_lock
 
     out = tmp_path / "sweep"
     argv = ["sweep", "fig5-damping", "--scale", "smoke", "--serial", "--out", str(out)]

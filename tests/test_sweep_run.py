@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pbrf.sweeps import resolve_sweep
-from tasks.results import Results
-from tasks.sweep import plan_sweep, point_dir, run_sweep_points, write_sweep
-from tasks.sweep_report import OUTPUTS, collect, read_sweep_table
+from pbrf.study.sweeps import resolve_sweep
+from tasks.reports.results import Results
+from tasks.sweeps.collect import OUTPUTS, collect, read_sweep_table
+from tasks.sweeps.points import plan_sweep, point_dir, run_sweep_points, write_sweep
 
 # warm and proximal only: cheap, and damping reaches the proximal, influence and later nodes
 VARIANTS = {"retrain.variants": ["warm", "proximal"]}

@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from pbrf.sweeps import SWEEPS, PointError, point_id, resolve_sweep
+from pbrf.study.sweeps import SWEEPS, PointError, point_id, resolve_sweep
 from tasks.registry import get_key
-from tasks.sweep_trends import trend_verdicts
+from tasks.sweeps.trends import trend_verdicts
 
 # Appendix E.4 of the paper, copied by hand: the grids the paper scale must use
 APPENDIX_E4 = {

@@ -9,7 +9,6 @@ import pytest
 import torch
 from tiny_problems import DTYPE, tiny_problem
 
-from pbrf.config import StudyConfig, TrainConfig
 from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.objectives import Batch, pbrf_objective
@@ -28,6 +27,7 @@ from pbrf.responses import (
     variant_schedule,
 )
 from pbrf.schedule import batches_of, epoch_order, epoch_orders
+from pbrf.study.config import StudyConfig, TrainConfig
 from pbrf.trainer import NonFiniteLossError, SGDSettings, train_stacked
 
 RTOL = 1e-9  # float64; stacked and single runs differ only in summation order inside GEMMs

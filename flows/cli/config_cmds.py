@@ -34,8 +34,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def config_from(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
     """The validated config of ``args.params`` (a YAML file) or ``args.preset``/``args.scale``."""
-    from pbrf.config import StudyConfig
-    from pbrf.presets import DEFAULT_PRESET, apply_overrides, load_preset
+    from pbrf.study.config import StudyConfig
+    from pbrf.study.presets import DEFAULT_PRESET, apply_overrides, load_preset
 
     overrides = {**parse_overrides(getattr(args, "set", [])), **(overrides or {})}
     params = getattr(args, "params", None)
@@ -66,7 +66,7 @@ def read_params(path: Path) -> dict[str, Any]:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from pbrf.presets import DEFAULT_PRESET, PRESETS
+    from pbrf.study.presets import DEFAULT_PRESET, PRESETS
 
     if getattr(args, "preset", None):
         return _show_preset(args.preset)
@@ -87,7 +87,7 @@ def _paper_tables(row: tuple[str, str] | None) -> str:
     """``model/dataset (5, 2)``: the paper's row and the tables holding it."""
     if row is None:
         return "—"
-    from tasks.paper import paper_values
+    from tasks.reports.paper import paper_values
 
     df = paper_values()
     tables = df[(df["model"] == row[0]) & (df["dataset"] == row[1])]["table"].unique()
@@ -96,7 +96,7 @@ def _paper_tables(row: tuple[str, str] | None) -> str:
 
 
 def _show_preset(name: str) -> int:
-    from pbrf.presets import get_preset, preset_dict
+    from pbrf.study.presets import get_preset, preset_dict
 
     try:
         preset = get_preset(name)
@@ -129,7 +129,7 @@ def cmd_params(args: argparse.Namespace) -> int:
         + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     )
     if args.output:
-        from tasks.artifacts import write_text
+        from tasks.engine.artifacts import write_text
 
         write_text(args.output, text)
     else:
@@ -138,7 +138,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasks.plan import build_plan
+    from tasks.engine.plan import build_plan
 
     cfg = config_from(args)
     plan = build_plan(cfg.model_dump(mode="json"))

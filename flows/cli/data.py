@@ -9,7 +9,7 @@ from flows.cli.errors import ConfigError
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from pbrf.data.registry import SPECS
-    from tasks.datafetch import fetch
+    from tasks.engine.datafetch import fetch
 
     if args.name not in SPECS:
         raise ConfigError(f"unknown data set {args.name!r}; choose one of {', '.join(SPECS)}")

@@ -10,8 +10,8 @@ from flows.cli.config_cmds import config_from
 
 
 def cmd_dvc(args: argparse.Namespace) -> int:
-    from tasks.artifacts import write_text
-    from tasks.dvcgen import dvc_yaml
+    from tasks.engine.artifacts import write_text
+    from tasks.engine.dvcgen import dvc_yaml
 
     args.set = []
     cfg = config_from(args)

@@ -93,8 +93,8 @@ def _environment_errors() -> tuple[type[BaseException], ...]:
     from flows.server import ServerError
     from flows.threads import ThreadsError
     from pbrf.data.errors import MalformedDataError
-    from tasks.datafetch import FetchError
-    from tasks.lock import RunLockedError
+    from tasks.engine.datafetch import FetchError
+    from tasks.engine.lock import RunLockedError
 
     return (ServerError, ThreadsError, MalformedDataError, FetchError, RunLockedError)
 
@@ -105,7 +105,7 @@ def report_error(exc: Exception, *, debug: bool = False) -> int:
 
     from pbrf.solvers import LissaDivergenceError, NonPositiveScaleError
     from pbrf.trainer import NonFiniteLossError
-    from tasks.artifacts import ArtifactError
+    from tasks.engine.artifacts import ArtifactError
 
     if debug:
         traceback.print_exception(exc, file=sys.stderr)

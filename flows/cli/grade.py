@@ -71,7 +71,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     check_out_dir(out)
     from flows.grade import grade
     from flows.supervise import progress_phrase, run_study_command
-    from tasks.plan import build_plan
+    from tasks.engine.plan import build_plan
 
     plan = build_plan(cfg.model_dump(mode="json"))
     check_data(out, cfg, plan, refresh=args.refresh)
@@ -101,10 +101,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def print_grades(out: Path, cfg: Any) -> list[str]:
     """Print the grading table (by rank); return the estimators' warnings."""
-    from tasks import artifacts, schemas
-    from tasks.grade_report import ordered
-    from tasks.plan import build_plan
-    from tasks.results import corr_cell, fmt
+    from tasks import schemas
+    from tasks.engine import artifacts
+    from tasks.engine.plan import build_plan
+    from tasks.reports.grade_report import ordered
+    from tasks.reports.results import corr_cell, fmt
 
     node = build_plan(cfg.model_dump(mode="json")).of_step("grade")[0]
     table = artifacts.read_table(

@@ -38,7 +38,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     base = params.out_dir()
     check_out_dir(base)
     from flows.supervise import progress_phrase, run_study_command
-    from tasks.plan import build_plan
+    from tasks.engine.plan import build_plan
 
     plans = {c: build_plan(cfgs[c].model_dump(mode="json")) for c in cfgs}
     check_data(base / "gnh", cfg, plans["gnh"], refresh=args.refresh)

@@ -10,10 +10,10 @@ from flows.cli.errors import ConfigError
 
 
 def cmd_readme(args: argparse.Namespace) -> int:
-    from tasks import readme
-    from tasks.artifacts import write_text
-    from tasks.results import Results
-    from tasks.runner import read_run_config
+    from tasks.engine.artifacts import write_text
+    from tasks.engine.runner import read_run_config
+    from tasks.reports import readme
+    from tasks.reports.results import Results
 
     run = Path(args.run)
     cfg = read_run_config(run)

@@ -22,15 +22,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out:
         raise ConfigError("--out goes with --compare; a run's report is written to DIR/report")
     from flows.cli.summary import print_results
-    from tasks.plan import build_plan
-    from tasks.runner import read_run_config, run_node
+    from tasks.engine.plan import build_plan
+    from tasks.engine.runner import read_run_config, run_node
 
     out = Path(args.dir)
     cfg = read_run_config(out)
     plan = build_plan(cfg.model_dump(mode="json"))
     report = plan.of_step("report")[0]
-    from tasks import preflight
-    from tasks.lock import run_lock
+    from tasks.engine import preflight
+    from tasks.engine.lock import run_lock
 
     preflight.check_inputs(out, plan, report)
     with run_lock(out):
@@ -42,7 +42,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(runs: list[str], out: Path) -> int:
     from flows.cli.table import print_table
-    from tasks.compare import findings, write_comparison
+    from tasks.reports.compare import findings, write_comparison
 
     result = write_comparison(runs, out)
     for line in result["skipped"]:

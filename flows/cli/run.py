@@ -46,7 +46,7 @@ def check_environment() -> None:
 
 def check_data(out, cfg, plan, *, refresh: bool) -> None:
     """The data files, unless the prepared data set is current (then they are not read)."""
-    from tasks import manifest, preflight
+    from tasks.engine import manifest, preflight
 
     prepare = plan.of_step("prepare")[0]
     if refresh or not manifest.status(out, prepare).current:
@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_out_dir(out)
     from flows.decomposition import decomposition
     from flows.supervise import progress_phrase, run_study_command
-    from tasks.plan import build_plan
+    from tasks.engine.plan import build_plan
 
     plan = build_plan(cfg.model_dump(mode="json"))
     check_data(out, cfg, plan, refresh=args.refresh)

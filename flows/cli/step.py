@@ -12,8 +12,8 @@ from flows.cli.errors import ConfigError
 
 def cmd_step(args: argparse.Namespace) -> int:
     from flows.threads import configure_threads
-    from tasks.plan import build_plan
-    from tasks.runner import run_node, write_run_config
+    from tasks.engine.plan import build_plan
+    from tasks.engine.runner import run_node, write_run_config
 
     cfg = config_from(args, {"device": args.device} if args.device else None)
     plan = build_plan(cfg.model_dump(mode="json"))
@@ -22,8 +22,8 @@ def cmd_step(args: argparse.Namespace) -> int:
             f"unknown node {args.node!r} for this config; nodes: {', '.join(plan.nodes)}"
         )
     from flows.cli.run import check_device, check_out_dir
-    from tasks import preflight
-    from tasks.lock import run_lock
+    from tasks.engine import preflight
+    from tasks.engine.lock import run_lock
 
     check_device(cfg.device)
     configure_threads(1)

@@ -10,7 +10,7 @@ from flows.cli.table import print_table
 
 def print_results(out: Path, cfg: Any) -> list[str]:
     """Print Table 5, Table 2 (with intervals), horizons and warnings; return the warnings."""
-    from tasks.results import GAP_TITLES, SOURCE_TITLES, Results, corr_cell, fmt
+    from tasks.reports.results import GAP_TITLES, SOURCE_TITLES, Results, corr_cell, fmt
 
     res = Results.read(out, cfg)
     print()
@@ -53,8 +53,8 @@ def print_results(out: Path, cfg: Any) -> list[str]:
 def _print_detection(out: Path, cfg: Any) -> list[str]:
     """Figure 6 as a table: share of corrupted labels found at each inspected fraction, AUC;
     returns the rankings' warnings (an unconverged solve, PBRFs still falling)."""
-    from tasks.plan import build_plan
-    from tasks.study_sections import METHOD_TITLES, read_detection_run
+    from tasks.engine.plan import build_plan
+    from tasks.reports.study_sections import METHOD_TITLES, read_detection_run
 
     found, auc = read_detection_run(out, build_plan(cfg.model_dump(mode="json")))
     fractions = sorted(set(found["inspected"]))

@@ -15,7 +15,7 @@ from flows.cli.table import print_table
 
 
 def cmd_sweeps(args: argparse.Namespace) -> int:
-    from pbrf.sweeps import SWEEPS
+    from pbrf.study.sweeps import SWEEPS
 
     if args.names:
         print("\n".join(SWEEPS))
@@ -45,9 +45,9 @@ def resolve(args: argparse.Namespace):
     """The sweep's plan from ``--spec FILE`` or NAME/--scale/--grid/--set (exit 2 if invalid)."""
     from pydantic import ValidationError
 
-    from pbrf.sweeps import PointError, SweepSpec, resolve_sweep
-    from tasks.sweep import SWEEP_FILE, plan_sweep, read_sweep
-    from tasks.sweep_dvc import read_spec_file
+    from pbrf.study.sweeps import PointError, SweepSpec, resolve_sweep
+    from tasks.sweeps.dvcgen import read_spec_file
+    from tasks.sweeps.points import SWEEP_FILE, plan_sweep, read_sweep
 
     overrides = parse_overrides(args.set)
     if args.device:
@@ -86,7 +86,7 @@ def _progress(r: Any) -> None:
 
 
 def _print_states(results: list[Any], sp: Any) -> None:
-    from tasks.sweep import summarize
+    from tasks.sweeps.points import summarize
 
     rows = []
     for p in sp.points:
@@ -126,7 +126,7 @@ def _print_states(results: list[Any], sp: Any) -> None:
 
 
 def _print_collected(out: Path, sp: Any, collected: dict[str, Any]) -> None:
-    from tasks.sweep_report import OUTPUTS, summary_rows
+    from tasks.sweeps.collect import OUTPUTS, summary_rows
 
     rows = summary_rows(sp, collected["table"])
     print()
@@ -161,13 +161,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / sp.spec.name
     if args.dvc:
-        from tasks.sweep_dvc import write_sweep_dvc
+        from tasks.sweeps.dvcgen import write_sweep_dvc
 
         spec, dvc = write_sweep_dvc(sp, args.dvc, out)
         print(f"{spec}\n{dvc}\nrun it with: dvc repro {dvc}")
         return 0
-    from tasks.sweep import run_sweep_points, write_sweep
-    from tasks.sweep_report import collect
+    from tasks.sweeps.collect import collect
+    from tasks.sweeps.points import run_sweep_points, write_sweep
 
     if args.collect:
         _print_collected(out, sp, collect(sp, out, force=args.refresh))
@@ -177,7 +177,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from flows.threads import configure_threads
 
         configure_threads(1)
-        from tasks.lock import run_lock
+        from tasks.engine.lock import run_lock
 
         # a whole serial sweep holds the sweep directory; a single --point (a DVC stage) does not,
         # so DVC may run several points at once (their writes are atomic)
@@ -194,7 +194,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         from flows.supervise import finished_nodes, run_study_command
         from flows.sweep import SweepParams, sweep
-        from tasks.sweep import SweepNodeResult, point_dir
+        from tasks.sweeps.points import SweepNodeResult, point_dir
 
         params = SweepParams(
             sweep=args.name or sp.spec.name,
