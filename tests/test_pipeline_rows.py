@@ -34,7 +34,7 @@ Run = tuple[Path, StudyConfig]
 
 
 def _paper_csv() -> list[dict[str, str]]:
-    with (REPO / "tasks" / "paper_values.csv").open(encoding="utf-8", newline="") as fh:
+    with (REPO / "tasks" / "reports" / "paper_values.csv").open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
 

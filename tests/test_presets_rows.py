@@ -41,7 +41,7 @@ ADAM_SWEEP = {0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001}
 
 
 def _paper_rows(table: str) -> list[tuple[str, str]]:
-    with (REPO / "tasks" / "paper_values.csv").open(encoding="utf-8", newline="") as fh:
+    with (REPO / "tasks" / "reports" / "paper_values.csv").open(encoding="utf-8", newline="") as fh:
         rows = [(r["model"], r["dataset"]) for r in csv.DictReader(fh) if r["table"] == table]
     return list(dict.fromkeys(rows))
 
