@@ -8,6 +8,7 @@ Prefect UI renders a form for them.
 
 import datetime as _dt
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from prefect import flow, get_run_logger  # noqa: E402
 from prefect.context import FlowRunContext  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
+from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
@@ -80,7 +81,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     """Run the five-term decomposition study; return the run directory and each node's state
     (``Completed`` or ``Cached``), its compute seconds and its warnings."""
     from tasks.engine.plan import build_plan
-    from tasks.engine.runner import write_run_config
+    from tasks.engine.runner import run_node, write_run_config
 
     cfg = params.config()
     config = cfg.model_dump(mode="json")
@@ -97,12 +98,12 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     futures = {}
     for node in plan:
         with placement(cfg.device, node.step, on_dask=gpu_slots > 0):
-            futures[node.id] = run_node_task.submit(
-                root,
-                config,
+            futures[node.id] = submit_node(
                 node.id,
-                params.refresh,
-                threads,
+                partial(run_node, root, cfg, node.id, plan=plan, force=params.refresh),
+                device=cfg.device,
+                forward_ad=node.forward_ad,
+                threads=threads,
                 wait_for=[futures[u] for u in node.upstream],
             )
     nodes = {}

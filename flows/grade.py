@@ -12,6 +12,7 @@ contention). The grading table is published as a Prefect table artifact.
 
 import datetime as _dt
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from prefect.futures import wait  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.prefect_tasks import run_node_task, warm_up  # noqa: E402
+from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
@@ -111,7 +112,7 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
     LOO retraining; return the run directory, each node's state, seconds and warnings, and
     notes on estimators left out."""
     from tasks.engine.plan import build_plan
-    from tasks.engine.runner import write_run_config
+    from tasks.engine.runner import run_node, write_run_config
 
     cfg, notes = params.config()
     config = cfg.model_dump(mode="json")
@@ -125,8 +126,12 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
 
     def submit(node_id: str) -> Any:
         node = plan[node_id]
-        futures[node_id] = run_node_task.submit(
-            str(out), config, node_id, params.refresh, wait_for=[futures[u] for u in node.upstream]
+        futures[node_id] = submit_node(
+            node_id,
+            partial(run_node, str(out), cfg, node_id, plan=plan, force=params.refresh),
+            device=cfg.device,
+            forward_ad=node.forward_ad,
+            wait_for=[futures[u] for u in node.upstream],
         )
         return futures[node_id]
 
@@ -164,14 +169,12 @@ def publish_grades(out: Path, cfg: Any, plan: Any) -> None:
 
     from flows.publish import _key
     from tasks import schemas
-    from tasks.engine import artifacts
+    from tasks.engine.manifest import read_output
     from tasks.reports.grade_report import grading_markdown
     from tasks.reports.results import num
 
     node = plan.of_step("grade")[0]
-    table = artifacts.read_table(
-        out / node.outputs["grades"], schemas.GRADES, step="grade", stamp=node.stamp
-    )
+    table = read_output(out, node, "grades", schemas.GRADES)
     rows = [
         {
             "rank": int(r.rank),

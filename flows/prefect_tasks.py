@@ -1,7 +1,10 @@
 """The one Prefect task: run (or reuse) a node of the plan.
 
-Every step runs through :func:`run_node_task`, named after its node (``retrain-pbrf``); a node
-whose manifest is current finishes in a ``Cached`` state without computing. Caching is the
+Every node of every flow (decomposition, grade, sweep, curvature comparison) runs through
+:func:`run_node_task`, named after its node (``retrain-pbrf``, or ``<point>/<node>`` in a
+sweep), with one locking policy; a node whose manifest is current finishes in a ``Cached``
+state without computing. The flow validates the config and builds the plan once and binds them
+into the node's work (no re-validation per node). Caching is the
 manifests' (content hashes, :mod:`tasks.engine.manifest`), not Prefect's, so the CLI, DVC and Prefect
 agree on what is current.
 
@@ -19,6 +22,7 @@ On Dask, use worker processes with one thread each (the forward-AD lock then nev
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -44,33 +48,54 @@ def node_locks(device: str, forward_ad: bool) -> list[threading.Lock]:
 
 
 def run_node_here(
-    root: str, config: dict[str, Any], node_id: str, force: bool = False, threads: int | None = None
+    label: str,
+    work: Callable[[], Any],
+    device: str,
+    forward_ad: bool,
+    threads: int | None = None,
 ) -> Any:
-    """Run or reuse ``node_id``; ``threads`` sets torch's intra-op threads where this runs (a
-    Dask worker process does not inherit the flow process's setting)."""
-    import torch
+    """Run ``work`` — a picklable call that runs or reuses one node and returns its result
+    (:func:`tasks.engine.runner.run_node` or :func:`tasks.sweeps.points.run_sweep_node`, bound
+    with :func:`functools.partial` to the validated config and plan) — under the node's locks.
 
-    from pbrf.study.config import StudyConfig
-    from tasks.engine.plan import build_plan
-    from tasks.engine.runner import run_node
+    ``threads`` sets torch's intra-op threads where this runs (a Dask worker process does not
+    inherit the flow process's setting). A result in any state but ``Completed`` (``Cached``,
+    ``Reused``, ``Diverged``, ``Skipped``) finishes the task in a completed state of that name,
+    with the result as its data, so the flow goes on."""
+    import torch
 
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    cfg = StudyConfig.model_validate(config)
-    plan = build_plan(config)
     with ExitStack() as held:
-        for lock in node_locks(cfg.device, plan[node_id].forward_ad):
+        for lock in node_locks(device, forward_ad):
             held.enter_context(lock)
-        result = run_node(root, cfg, node_id, plan=plan, force=force)
-    if result.state == "Cached":
-        return Completed(name="Cached", message="outputs current", data=result.as_dict())
-    return result.as_dict()
+        result = work()
+    record = result.as_dict()
+    if result.state != "Completed":
+        message = getattr(result, "message", "") or (
+            f"from {result.source}" if getattr(result, "source", None) else "outputs current"
+        )
+        return Completed(name=result.state, message=message, data=record)
+    return record
+
+
+def submit_node(
+    label: str,
+    work: Callable[[], Any],
+    *,
+    device: str,
+    forward_ad: bool,
+    threads: int | None = None,
+    wait_for: list[Any] = (),  # type: ignore[assignment]
+) -> Any:
+    """Submit one node as :data:`run_node_task` (the only node task of every flow)."""
+    return run_node_task.submit(label, work, device, forward_ad, threads, wait_for=list(wait_for))
 
 
 # The task wraps a module-level function, so Dask pickles it by reference (a worker imports this
 # module, with its own lock) instead of by value (which would try to pickle the lock).
 run_node_task = task(
-    name="node", task_run_name="{node_id}", cache_policy=NO_CACHE, persist_result=False
+    name="node", task_run_name="{label}", cache_policy=NO_CACHE, persist_result=False
 )(run_node_here)
 
 
@@ -79,9 +104,10 @@ def warm_up() -> None:
     constructor is not thread-safe (two threads in ``ast.parse`` can raise ``SystemError: AST
     constructor recursion depth mismatch``). The step modules' import closures (code hashes)
     and torch's forward-mode decompositions (TorchScript-compiled on the first ``jvp``)."""
-    from tasks.engine.codehash import code_hash
+    from pbrf.estimators.registry import MODULES
+    from tasks.engine.codehash import module_closure
     from tasks.registry import STEPS
 
-    for step in STEPS.values():
-        code_hash(step.function)
+    for module in [s.function.split(":")[0] for s in STEPS.values()] + list(MODULES.values()):
+        module_closure(module)
     import torch._decomp.decompositions_for_jvp  # noqa: F401

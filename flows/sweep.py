@@ -11,7 +11,7 @@ import datetime as _dt
 import functools
 import json
 import os
-from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,12 @@ from flows import settings
 
 settings.apply()
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
-from prefect.states import Completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from flows.prefect_tasks import _FORWARD_AD, warm_up  # noqa: E402
+from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 
 DEFAULT_SWEEP = "fig5-damping"
@@ -71,25 +69,6 @@ def _plan(spec_json: str):
     return plan_sweep(SweepSpec.model_validate_json(spec_json))
 
 
-@task(
-    name="sweep-node",
-    task_run_name="{point}/{node_id}",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-def sweep_node_task(root: str, spec_json: str, point: str, node_id: str, refresh: bool) -> Any:
-    from tasks.sweeps.points import run_sweep_node
-
-    sp = _plan(spec_json)
-    lock = _FORWARD_AD if sp.plans[point][node_id].forward_ad else nullcontext()
-    with lock:
-        result = run_sweep_node(root, sp, point, node_id, refresh=refresh)
-    if result.state != "Completed":  # Cached, Reused, Diverged or Skipped: the flow goes on
-        why = result.message or (f"from {result.source}" if result.source else "outputs current")
-        return Completed(name=result.state, message=why, data=result.as_dict())
-    return result.as_dict()
-
-
 def _key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
@@ -127,7 +106,7 @@ def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
     """Run every point of a sweep (sharing nodes between points), then collect the table,
     figure and report; return the sweep directory and each node's state per point."""
     from tasks.sweeps.collect import collect
-    from tasks.sweeps.points import summarize, write_sweep
+    from tasks.sweeps.points import run_sweep_node, summarize, write_sweep
 
     spec = params.spec()
     spec_json = spec.model_dump_json()
@@ -143,8 +122,12 @@ def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
             owner = sp.owner[node.stamp]
             if owner != p.id:
                 wait.append(futures[(owner, node.id)])
-            futures[(p.id, node.id)] = sweep_node_task.submit(
-                str(out), spec_json, p.id, node.id, params.refresh, wait_for=wait
+            futures[(p.id, node.id)] = submit_node(
+                f"{p.id}/{node.id}",
+                partial(run_sweep_node, str(out), sp, p.id, node.id, refresh=params.refresh),
+                device=p.config.device,
+                forward_ad=node.forward_ad,
+                wait_for=wait,
             )
     nodes: dict[str, dict[str, Any]] = {}
     results = []

@@ -21,7 +21,6 @@ live in :mod:`pbrf.estimators`.
 
 from pbrf.data import DataConfig, Dataset, load_dataset
 from pbrf.influence import (
-    eval_test_loss,
     grad_test_loss,
     inverse_curvature_product,
     predicted_test_loss_change,
@@ -29,7 +28,7 @@ from pbrf.influence import (
     self_influence,
 )
 from pbrf.losses import get_loss
-from pbrf.metrics import output_distance
+from pbrf.metrics import eval_test_loss, output_distance
 from pbrf.models import build_model
 from pbrf.params import flat_params
 from pbrf.problem import Problem

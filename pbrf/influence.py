@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.func import grad, vmap
 
 from pbrf.curvature import (
     LinearizedGNH,
@@ -32,6 +31,7 @@ from pbrf.curvature import (
     dense_from_matvec,
     sampled_matvec,
 )
+from pbrf.gradients import grad_test_loss, removal_gradients  # noqa: F401 (re-exported)
 from pbrf.problem import Problem
 from pbrf.solvers import (
     CGSettings,
@@ -47,32 +47,6 @@ from pbrf.solvers import (
     lissa,
     power_iteration,
 )
-
-
-def removal_gradients(
-    problem: Problem, theta: Tensor, removed_x: Tensor, removed_t: Tensor
-) -> Tensor:
-    """``g_z = Σ_{z∈S_m} ∇_θ ℓ_z(θ)`` for each of M removal sets; inputs ``(M, k, ...)``, out ``(M, d)``."""
-
-    def one(x: Tensor, t: Tensor) -> Tensor:
-        return grad(lambda th: problem.example_losses(th, x, t).sum())(theta)
-
-    return vmap(one)(removed_x, removed_t)
-
-
-def eval_test_loss(problem: Problem, theta: Tensor, x_test: Tensor, t_test: Tensor) -> Tensor:
-    """Mean test loss ``L(f(θ, x), t)`` over the chosen test points (no regularizer).
-
-    ``theta`` may be ``(d,)`` or stacked ``(M, d)`` (then the result is ``(M,)``).
-    """
-    fn = lambda th: problem.loss(problem.f(th, x_test), t_test).mean()  # noqa: E731
-    with torch.no_grad():
-        return vmap(fn)(theta) if theta.dim() == 2 else fn(theta)
-
-
-def grad_test_loss(problem: Problem, theta: Tensor, x_test: Tensor, t_test: Tensor) -> Tensor:
-    """``∇_θ`` of the mean test loss at θ, ``(d,)``."""
-    return grad(lambda th: problem.loss(problem.f(th, x_test), t_test).mean())(theta)
 
 
 def influence_parameters(theta_s: Tensor, ihvp: Tensor, epsilon: float) -> Tensor:

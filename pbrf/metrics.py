@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from pbrf.problem import ModelFn
+from pbrf.problem import ModelFn, Problem
 
 
 def output_distance(
@@ -67,3 +67,13 @@ def rankdata(a: Tensor) -> Tensor:
 def spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank-order correlation: Pearson of the (tie-averaged) ranks."""
     return pearson(rankdata(a), rankdata(b))
+
+
+def eval_test_loss(problem: Problem, theta: Tensor, x_test: Tensor, t_test: Tensor) -> Tensor:
+    """Mean test loss ``L(f(θ, x), t)`` over the chosen test points (no regularizer).
+
+    ``theta`` may be ``(d,)`` or stacked ``(M, d)`` (then the result is ``(M,)``).
+    """
+    fn = lambda th: problem.loss(problem.f(th, x_test), t_test).mean()  # noqa: E731
+    with torch.no_grad():
+        return vmap(fn)(theta) if theta.dim() == 2 else fn(theta)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -53,7 +54,6 @@ from pbrf.optim import step_lr
 from pbrf.problem import Problem
 from pbrf.schedule import epoch_orders
 from pbrf.solvers.errors import NonPositiveScaleError
-from pbrf.study.config import VARIANTS, StudyConfig, TrainConfig
 from pbrf.trainer import (
     Progress,
     SGDSettings,
@@ -62,6 +62,17 @@ from pbrf.trainer import (
     check_finite,
     train_stacked,
 )
+from pbrf.variants import VARIANTS
+
+
+class TrainSettings(Protocol):
+    """What training reads of its settings (``pbrf.study.config.TrainConfig`` has these)."""
+
+    epochs: int
+    batch_size: int | None
+    weight_decay: float
+    optimizer: Any  # {name, lr, momentum?, lr_milestones, lr_gamma, ...} or L-BFGS's settings
+
 
 PBRF_VARIANTS = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
 BREGMAN = frozenset({"pbrf", "pbrf_paper"})
@@ -139,15 +150,15 @@ def matched_epochs(horizon: float, lr: float, steps_per_epoch: int, momentum: fl
     return max(1, round(steps / steps_per_epoch))
 
 
-def _momentum(train: TrainConfig) -> float:
+def momentum_of(train: TrainSettings) -> float:
     return getattr(train.optimizer, "momentum", 0.0)
 
 
-def base_lr(train: TrainConfig) -> float | None:
+def base_lr(train: TrainSettings) -> float | None:
     return getattr(train.optimizer, "lr", None)
 
 
-def continuation_lr(train: TrainConfig) -> float | None:
+def continuation_lr(train: TrainSettings) -> float | None:
     """The learning rate the warm-started variants start from θˢ with: the base rate after the
     step decays of the K base epochs (``lr · gamma^(milestones ≤ K)``), as the trainer applies
     it from epoch K on. Horizons η·S use it (milestones after K are not counted)."""
@@ -156,47 +167,6 @@ def continuation_lr(train: TrainConfig) -> float | None:
         return None
     opt = train.optimizer
     return step_lr(lr, train.epochs, tuple(opt.lr_milestones), opt.lr_gamma)
-
-
-def variant_schedule(
-    cfg: StudyConfig, variant: str, n_train: int, lissa_horizon: float | None = None
-) -> Schedule:
-    """Epochs and learning-rate factor of ``variant`` under ``cfg`` (module table, Appendix E.2).
-
-    A matched PBRF needs ``lissa_horizon`` (T/σ of the influence solve); ``n_train`` sets the
-    steps per epoch.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-    k_half = max(1, round(cfg.train.epochs * cfg.retrain.epochs_fraction))
-    pb = cfg.retrain.pbrf
-    if variant == "pbrf_paper":
-        return Schedule(k_half, pb.paper_lr_factor)
-    if variant not in PBRF_VARIANTS:
-        return Schedule(k_half, 1.0)
-    if pb.horizon == "explicit" or cfg.train.optimizer.name == "lbfgs":
-        return Schedule(pb.epochs or k_half, pb.lr_factor)
-    if lissa_horizon is None:
-        raise ValueError(f"a horizon-matched {variant} needs LiSSA's horizon T/σ")
-    lr = continuation_lr(cfg.train)
-    assert lr is not None
-    epochs = matched_epochs(
-        lissa_horizon,
-        lr * pb.lr_factor,
-        steps_per_epoch(n_train, cfg.train.batch_size),
-        _momentum(cfg.train),
-    )
-    return Schedule(epochs, pb.lr_factor)
-
-
-def schedule_horizon(cfg: StudyConfig, schedule: Schedule, n_train: int) -> float | None:
-    """η·S/(1−μ) of a warm-started schedule; ``None`` for Adam and L-BFGS (no fixed step)."""
-    if cfg.train.optimizer.name not in ("sgd", "momentum"):
-        return None
-    lr = continuation_lr(cfg.train)
-    assert lr is not None
-    steps = schedule.epochs * steps_per_epoch(n_train, cfg.train.batch_size)
-    return sgd_horizon(lr * schedule.lr_factor, steps, _momentum(cfg.train))
 
 
 # --------------------------------------------------------------------------- objectives
@@ -237,7 +207,7 @@ def variant_objective(
     return table[variant]
 
 
-def sgd_settings(train: TrainConfig, lr_factor: float = 1.0) -> SGDSettings:
+def sgd_settings(train: TrainSettings, lr_factor: float = 1.0) -> SGDSettings:
     opt = train.optimizer
     if opt.name == "lbfgs":
         raise ValueError("L-BFGS has no first-order step settings")
@@ -262,7 +232,7 @@ def _lbfgs(
     epsilon: float,
     mask_removed: bool,
     prepare: Callable[[Batch], Batch] | None,
-    train: TrainConfig,
+    train: TrainSettings,
     label: str,
     progress: Progress | None,
 ):
@@ -304,7 +274,7 @@ def train_base(
     theta0: Tensor,
     x: Tensor,
     t: Tensor,
-    train: TrainConfig,
+    train: TrainSettings,
     progress: Progress | None = None,
 ) -> BaseRun:
     """Train θˢ from θ⁰ on all N examples for K epochs, recording the batch order and
@@ -338,7 +308,7 @@ def train_base(
         progress=progress,
         snapshots=snapshots,
     )
-    momentum = _momentum(train)
+    momentum = momentum_of(train)
 
     def step_at(epoch: int) -> float:
         lr = step_lr(settings.lr, epoch, settings.lr_milestones, settings.lr_gamma)
@@ -362,7 +332,7 @@ def retrain(
     t: Tensor,
     removed: Tensor,
     *,
-    train: TrainConfig,
+    train: TrainSettings,
     damping: float,
     schedule: Schedule,
     epsilon: float | None = None,
@@ -454,7 +424,7 @@ def _two_stage(
     t: Tensor,
     removed: Tensor,
     *,
-    train: TrainConfig,
+    train: TrainSettings,
     damping: float,
     schedule: Schedule,
     epsilon: float | None,
@@ -481,7 +451,7 @@ def _two_stage(
     )
 
 
-def total_epochs(train: TrainConfig, schedule: Schedule, variant: str) -> int:
+def total_epochs(train: TrainSettings, schedule: Schedule, variant: str) -> int:
     """Epochs (or L-BFGS iterations at most) one :func:`retrain` call of ``variant`` runs."""
     if train.optimizer.name == "lbfgs":
         return train.epochs

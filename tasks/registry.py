@@ -47,6 +47,11 @@ class Step:
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
     forward_ad: Callable[[Params], bool] = field(default=lambda params: False)
     metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (git-tracked, cache: false)
+    # modules the step loads by name (importlib), which imports alone do not reveal
+    code: Callable[[Config, Params], tuple[str, ...]] | tuple[str, ...] = ()
+
+    def code_for(self, cfg: Config, params: Params) -> tuple[str, ...]:
+        return self.code(cfg, params) if callable(self.code) else self.code
 
     def reads_for(self, cfg: Config, params: Params) -> tuple[str, ...]:
         return self.reads(cfg, params) if callable(self.reads) else self.reads
@@ -121,7 +126,12 @@ def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
         return ("retrain.epochs_fraction", "damping")
     if v == "pbrf_paper":
         return ("retrain.epochs_fraction", "retrain.pbrf.paper_lr_factor", "damping")
-    own: tuple[str, ...] = ("retrain.pbrf.horizon", "retrain.pbrf.lr_factor", "damping")
+    own: tuple[str, ...] = (
+        "retrain.pbrf.horizon",
+        "retrain.pbrf.lr_factor",
+        "damping",
+        "influence.solver.name",  # matched only to LiSSA
+    )
     if matched(cfg):  # S is derived from T/σ, σ = scale_factor·(λ_max + λ) or given
         auto = get_key(cfg, "influence.solver.scale") == "auto"
         return own + _LISSA_HORIZON + (_SCALE if auto else ())
@@ -147,7 +157,8 @@ def _influence_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
 
 
 def _prepare_reads(cfg: Config, p: Params) -> tuple[str, ...]:
-    return ("data", *(("mislabel.fraction", "mislabel.seed") if mislabel(cfg) else ()))
+    corrupt = ("mislabel.fraction", "mislabel.seed") if mislabel(cfg) else ("mislabel",)  # None
+    return ("data", *corrupt)
 
 
 def _mislabel_shards(cfg: Config) -> list[dict[str, Any]]:
@@ -157,7 +168,7 @@ def _mislabel_shards(cfg: Config) -> list[dict[str, Any]]:
 
 def _self_pbrf_reads(cfg: Config, p: Params) -> tuple[str, ...]:
     variant = "pbrf" if get_key(cfg, "mislabel.pbrf") == "matched" else "pbrf_paper"
-    return ("mislabel.pbrf", *_retrain_reads(cfg, {"variant": variant}))
+    return ("mislabel.pbrf", "eval_dtype", *_retrain_reads(cfg, {"variant": variant}))
 
 
 def _self_pbrf_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -203,6 +214,11 @@ def _estimators(cfg: Config) -> list[dict[str, Any]]:
 def _estimate_reads(cfg: Config, p: Params) -> tuple[str, ...]:
     own = (f"grade.estimators.{p['estimator']}", "damping", "influence.curvature")
     return own if p["estimator"] == "exact" else (*own, "dtype")  # exact: always float64
+
+
+def estimator_module(name: str) -> str:
+    """The module ``pbrf.estimators.registry`` imports for estimator ``name``."""
+    return f"pbrf.estimators.{name}"
 
 
 def _estimate_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -284,7 +300,7 @@ STEPS: dict[str, Step] = {
             name="influence",
             function="tasks.steps.influence:influence",
             doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
-            reads=("influence", "damping"),
+            reads=("influence", "damping", "eval_dtype"),
             inputs=_influence_inputs,
             forward_ad=lambda p: True,
             outputs={
@@ -297,7 +313,13 @@ STEPS: dict[str, Step] = {
             name="self_influence",
             function="tasks.steps.mislabel:self_influence",
             doc="Figure 6: ε g_zᵀ(C + λI)⁻¹g_z for every training example z",
-            reads=("mislabel.solver", "mislabel.rhs_chunk", "influence.curvature", "damping"),
+            reads=(
+                "mislabel.solver",
+                "mislabel.rhs_chunk",
+                "influence.curvature",
+                "damping",
+                "eval_dtype",
+            ),
             inputs=("dataset", "theta_s"),
             enabled=mislabel,
             forward_ad=lambda p: True,
@@ -317,7 +339,7 @@ STEPS: dict[str, Step] = {
             name="detection",
             function="tasks.steps.detection:detection",
             doc="Figure 6: corrupted examples found vs inspected (IF, PBRF, random), AUCs",
-            reads=("mislabel.inspect",),
+            reads=("name", "mislabel.inspect"),
             inputs=("dataset", "mislabel_influence", "mislabel_pbrf"),
             enabled=mislabel,
             outputs={
@@ -331,7 +353,7 @@ STEPS: dict[str, Step] = {
             name="aggregate",
             function="tasks.steps.aggregate:aggregate",
             doc="gaps (Table 5), correlations (Table 2) with intervals, horizons, precision",
-            reads=("name", "eval_dtype"),
+            reads=("name", "eval_dtype", "retrain.variants"),
             inputs=_aggregate_inputs,
             outputs={
                 "gaps_per_removal": "aggregate/gaps_per_removal.parquet",
@@ -352,6 +374,7 @@ STEPS: dict[str, Step] = {
             instances=_estimators,
             enabled=grading,
             forward_ad=lambda p: p["estimator"] in JVP_ESTIMATORS,
+            code=lambda cfg, p: (estimator_module(p["estimator"]),),
             outputs={
                 "estimate_removals": "estimate/{estimator}/removals.parquet",
                 "estimate_delta": "estimate/{estimator}/delta.pt",

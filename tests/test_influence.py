@@ -16,7 +16,6 @@ from pbrf.curvature import dense_gnh, dense_hessian
 from pbrf.data import load_dataset
 from pbrf.influence import (
     IHVPResult,
-    eval_test_loss,
     grad_test_loss,
     influence_parameters,
     inverse_curvature_product,
@@ -28,7 +27,7 @@ from pbrf.influence import (
 )
 from pbrf.lbfgs import lbfgs_stacked
 from pbrf.losses import get_loss
-from pbrf.metrics import pearson, spearman
+from pbrf.metrics import eval_test_loss, pearson, spearman
 from pbrf.models import build_model
 from pbrf.params import flat_params
 from pbrf.problem import Problem

@@ -14,9 +14,9 @@ from scipy import stats as sst
 from tiny_problems import DTYPE, tiny_problem
 
 from pbrf.curvature import dense_gnh
+from pbrf.data.corrupt import corrupt_labels
 from pbrf.influence import removal_gradients
 from pbrf.mislabel import (
-    corrupt_labels,
     detection_auc,
     detection_curve,
     found_at,

@@ -15,24 +15,23 @@ from torch.func import grad
 
 from flows.cli import main
 from pbrf.models import build_model
+from pbrf.models.footprint import activation_elements
 from pbrf.responses import (
     BaseRun,
     Schedule,
     retrain,
-    schedule_horizon,
-    variant_schedule,
 )
 from pbrf.study.config import DEFAULT_VARIANTS, StudyConfig
 from pbrf.study.memory import (
     GiB,
     RetrainMemory,
-    activation_elements,
     device_chunk,
     product_chunk,
     retrain_memory,
     shards_for,
 )
 from pbrf.study.presets import PRESETS, load_preset
+from pbrf.study.schedules import schedule_horizon, variant_schedule
 from tasks.reports.report import paper_row
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,15 +19,14 @@ from pbrf.responses import (
     Schedule,
     matched_epochs,
     retrain,
-    schedule_horizon,
     sgd_horizon,
     total_epochs,
     train_base,
     variant_objective,
-    variant_schedule,
 )
 from pbrf.schedule import batches_of, epoch_order, epoch_orders
 from pbrf.study.config import StudyConfig, TrainConfig
+from pbrf.study.schedules import schedule_horizon, variant_schedule
 from pbrf.trainer import NonFiniteLossError, SGDSettings, train_stacked
 
 RTOL = 1e-9  # float64; stacked and single runs differ only in summation order inside GEMMs

@@ -102,15 +102,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
 def print_grades(out: Path, cfg: Any) -> list[str]:
     """Print the grading table (by rank); return the estimators' warnings."""
     from tasks import schemas
-    from tasks.engine import artifacts
+    from tasks.engine.manifest import read_output
     from tasks.engine.plan import build_plan
     from tasks.reports.grade_report import ordered
     from tasks.reports.results import corr_cell, fmt
 
     node = build_plan(cfg.model_dump(mode="json")).of_step("grade")[0]
-    table = artifacts.read_table(
-        out / node.outputs["grades"], schemas.GRADES, step="grade", stamp=node.stamp
-    )
+    table = read_output(out, node, "grades", schemas.GRADES)
     names, refs = ordered(table)
     by = table.set_index(["estimator", "reference"])
     key = cfg.grade.rank_by

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.func import grad, vmap
 
 from pbrf.estimators.base import Estimate, EstimatorInputs
-from pbrf.influence import grad_test_loss, removal_gradients
+from pbrf.gradients import grad_test_loss, removal_gradients
 
 
 def removal_grads(inputs: EstimatorInputs, theta: Tensor | None = None) -> Tensor:

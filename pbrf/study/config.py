@@ -21,14 +21,10 @@ from pbrf.data.config import DataConfig
 from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
 from pbrf.solvers.settings import ExactSettings, LissaSettings, SolverSettings
 from pbrf.study.grading import GradeConfig, check_grade
+from pbrf.variants import DEFAULT_VARIANTS, VARIANTS
 
 Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage"]
 # the six variants a study trains unless retrain.variants says otherwise
-DEFAULT_VARIANTS: tuple[str, ...] = (
-    "cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper",
-)  # fmt: skip
-# every variant; opt-in: two_stage (Appendix F.2, Table 8: M + 1 warm-started models)
-VARIANTS: tuple[str, ...] = (*DEFAULT_VARIANTS, "two_stage")
 # the variants of Table 1, in the order of the decomposition chain
 CHAIN: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf")
 

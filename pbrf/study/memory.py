@@ -18,40 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from pbrf.models.footprint import device_memory, dtype_bytes, footprint
 
-from pbrf.models import build_from_options
-from pbrf.study.config import StudyConfig
+if TYPE_CHECKING:  # type hints only: the study config is not code these steps run
+    from pbrf.study.config import StudyConfig
 
 HEADROOM = 0.6  # use at most 60 % of the budget by the estimate
 SAVED_PER_OUTPUT = 2  # a layer's output and the input of the next op, both kept for backward
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "lbfgs": 40}  # vectors of size d
 GiB = 1024**3
-
-
-def activation_elements(module: nn.Module, input_shape: tuple[int, ...], *, tokens: bool) -> int:
-    """Elements of every leaf module's output for ONE example (a forward pass on ``meta``)."""
-    total = 0
-
-    def hook(_m: nn.Module, _inp: object, out: object) -> None:
-        nonlocal total
-        if isinstance(out, torch.Tensor):
-            total += out.numel()
-
-    leaves = [m for m in module.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        dtype = torch.long if tokens else torch.float32
-        x = torch.zeros((1, *input_shape), dtype=dtype, device="meta")
-        with torch.no_grad():
-            out = module.to("meta")(x)
-        total += out.numel() + math.prod(input_shape)
-    finally:
-        for h in handles:
-            h.remove()
-    return total
 
 
 @dataclass(frozen=True)
@@ -72,13 +49,8 @@ def retrain_memory(cfg: StudyConfig, *, linearized: bool = True) -> RetrainMemor
     """Estimated memory of the heaviest retraining variant of ``cfg`` (the linearized PBRF,
     whose jvp keeps tangents beside the activations, unless ``linearized=False``)."""
     facts = cfg.data.signature()
-    with torch.device("meta"):
-        module = build_from_options(
-            cfg.model, input_shape=facts.input_shape, output_dim=facts.output_dim
-        )
-    d = sum(p.numel() for p in module.parameters())
-    acts = activation_elements(module, facts.input_shape, tokens=facts.kind == "text")
-    size = torch.finfo(getattr(torch, cfg.dtype)).bits // 8
+    d, acts = footprint(cfg.model, facts.input_shape, facts.output_dim, tokens=facts.kind == "text")
+    size = dtype_bytes(cfg.dtype)
     sizes = cfg.data.sizes()
     n = sizes.train
     batch = n if cfg.train.batch_size is None else min(cfg.train.batch_size, n)
@@ -107,12 +79,8 @@ def product_chunk(cfg: StudyConfig, vectors: int, budget_bytes: float) -> int:
     activations, their jvp tangents and the vjp's, about 3 copies each) within
     ``HEADROOM·budget``."""
     facts = cfg.data.signature()
-    with torch.device("meta"):
-        module = build_from_options(
-            cfg.model, input_shape=facts.input_shape, output_dim=facts.output_dim
-        )
-    acts = activation_elements(module, facts.input_shape, tokens=facts.kind == "text")
-    size = torch.finfo(getattr(torch, cfg.dtype)).bits // 8
+    _, acts = footprint(cfg.model, facts.input_shape, facts.output_dim, tokens=facts.kind == "text")
+    size = dtype_bytes(cfg.dtype)
     return max(1, int(HEADROOM * budget_bytes // (3 * vectors * acts * size)))
 
 
@@ -122,5 +90,4 @@ def device_chunk(cfg: StudyConfig, vectors: int) -> int | None:
     paper-scale row do not hold every training example's activations at once."""
     if not cfg.device.startswith("cuda"):
         return None
-    total = torch.cuda.get_device_properties(torch.device(cfg.device)).total_memory
-    return product_chunk(cfg, vectors, float(total))
+    return product_chunk(cfg, vectors, float(device_memory(cfg.device)))

@@ -1,8 +1,9 @@
 """What a step function gets: its config, its node, and stamped artifact I/O by name.
 
-A step is ``def step(ctx: StepContext) -> None``. It reads inputs by artifact name
-(``ctx.load_checkpoint("theta_s")``), which checks that the file was written by the expected
-node under the current config, and writes its outputs by name (``ctx.write_table("gaps", …)``),
+A step is ``def step(ctx: StepContext) -> None``. It sees the config keys it declares
+(``ctx.cfg``, a :class:`~tasks.engine.config_view.ConfigView`), reads inputs by artifact name
+(``ctx.load_checkpoint("theta_s")``), which checks the file's bytes against its producer's
+manifest and that it was written by the expected node under the current config, and writes its outputs by name (``ctx.write_table("gaps", …)``),
 which stamps them and records the environment (threads, device, torch version). Paths come from
 the plan, never from the step.
 """
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor
 
 from tasks.engine import artifacts
+from tasks.engine.config_view import ConfigView
+from tasks.engine.manifest import verify_output
 from tasks.engine.plan import Node, Plan
 from tasks.schemas import TableSchema
 
@@ -35,19 +38,25 @@ def environment(device: str) -> dict[str, Any]:
 @dataclass
 class StepContext:
     root: Path
-    cfg: Any  # pbrf.study.config.StudyConfig
+    config: Any  # the validated pbrf.study.config.StudyConfig; steps read it through ``cfg``
     plan: Plan
     node: Node
     warnings: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ facts
     @property
+    def cfg(self) -> ConfigView:
+        """The config limited to the keys this node's stamp covers: those its step declares and
+        those its inputs were made under (:mod:`~tasks.engine.config_view`)."""
+        return ConfigView(self.config, self.node.covers, self.node.step)
+
+    @property
     def params(self) -> Mapping[str, Any]:
         return self.node.params
 
     @property
     def env(self) -> dict[str, Any]:
-        return environment(self.cfg.device)
+        return environment(self.config.device)
 
     def warn(self, message: str) -> None:
         """Record a warning (convergence, precision) for the manifest, summary and report."""
@@ -77,12 +86,14 @@ class StepContext:
     # ------------------------------------------------------------------ reads
     def load_checkpoint(self, artifact: str, node: Node | None = None) -> artifacts.Checkpoint:
         path, src = self._source(artifact, node)
+        verify_output(self.root, src, path)
         return artifacts.load_checkpoint(path, step=src.step, stamp=src.stamp)
 
     def read_table(
         self, artifact: str, schema: TableSchema, node: Node | None = None
     ) -> pd.DataFrame:
         path, src = self._source(artifact, node)
+        verify_output(self.root, src, path)
         return artifacts.read_table(path, schema, step=src.step, stamp=src.stamp)
 
     def read_tables(self, artifact: str, schema: TableSchema) -> list[tuple[Node, pd.DataFrame]]:

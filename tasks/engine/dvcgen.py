@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.engine.codehash import ROOT, code_files
+from tasks.engine.manifest import MANIFEST_DIR
 from tasks.engine.plan import build_plan
 from tasks.registry import STEPS, get_key
 
@@ -39,7 +40,7 @@ def dvc_config(cfg: Any, *, params_file: str = "params.yaml", out: str = "artifa
     stages: dict[str, Any] = {}
     for node in plan:
         step = STEPS[node.step]
-        code = [p.relative_to(ROOT).as_posix() for p in code_files(step.function)]
+        code = [p.relative_to(ROOT).as_posix() for p in code_files(node.code)]
         deps = sorted({f"{out}/{p}" for p in node.inputs.values()}) + code
         if node.step == "prepare":  # a file-based data set: its files (none when bundled)
             deps += data_files(cfg)
@@ -56,6 +57,7 @@ def dvc_config(cfg: Any, *, params_file: str = "params.yaml", out: str = "artifa
                 metrics.append({path: {"cache": False}})
             else:
                 outs.append(path)
+        outs.append(f"{out}/{MANIFEST_DIR.as_posix()}/{node.id}.json")  # what readers verify
         stage["outs"] = outs
         if metrics:
             stage["metrics"] = metrics

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.engine.artifacts import write_json
-from tasks.engine.codehash import code_hash
+from tasks.engine.artifacts import CorruptArtifactError, MissingArtifactError, write_json
+from tasks.engine.codehash import modules_hash
 from tasks.engine.plan import Node
-from tasks.registry import STEPS
 
 MANIFEST_DIR = Path(".pbrf") / "nodes"
 
@@ -57,7 +56,7 @@ def node_key(root: Path, node: Node) -> str | None:
         inputs[rel] = file_sha256(path)
     blob = {
         "stamp": node.stamp,
-        "code": code_hash(STEPS[node.step].function),
+        "code": modules_hash(node.code),
         "inputs": inputs,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
@@ -120,3 +119,44 @@ def forget(root: Path, node: Node) -> None:
     """Drop a node's manifest (its outputs are then recomputed on the next run)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(manifest_path(root, node))
+
+
+def verify_output(root: Path, node: Node, path: Path) -> None:
+    """Check ``path`` (an output of ``node``) against the SHA-256 in ``node``'s manifest.
+
+    Every reader calls this before using an artifact: a file changed after its step wrote it
+    (a flipped bit that still parses, an edited table) or one without a finished producer is
+    refused with an :class:`~tasks.engine.artifacts.ArtifactError` naming the step to rerun.
+    """
+    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    if not path.is_file():
+        raise MissingArtifactError(path, node.step, "missing")
+    mpath = manifest_path(Path(root), node)
+    try:
+        recorded = json.loads(mpath.read_text(encoding="utf-8")).get("outputs", {})
+    except FileNotFoundError:
+        raise MissingArtifactError(
+            path,
+            node.step,
+            f"node {node.id!r} has no manifest ({mpath} missing: it never finished)",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CorruptArtifactError(path, node.step, f"unreadable manifest {mpath} ({exc})") from exc
+    if rel not in recorded:
+        raise CorruptArtifactError(path, node.step, f"not recorded in the manifest of {node.id!r}")
+    if file_sha256(path) != recorded[rel]:
+        raise CorruptArtifactError(
+            path,
+            node.step,
+            f"content changed after node {node.id!r} wrote it (SHA-256 differs from its manifest)",
+        )
+
+
+def read_output(root: Path | str, node: Node, artifact: str, schema: Any) -> Any:
+    """Table ``artifact`` of a finished ``node`` outside a step (reports, summaries, flows):
+    its bytes checked against the node's manifest, its provenance against the node's stamp."""
+    from tasks.engine.artifacts import read_table
+
+    path = Path(root) / node.outputs[artifact]
+    verify_output(Path(root), node, path)
+    return read_table(path, schema, step=node.step, stamp=node.stamp)

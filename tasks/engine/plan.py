@@ -31,6 +31,13 @@ class Node:
     upstream: tuple[str, ...]  # node ids
     stamp: str  # config stamp (Merkle over own keys and upstream stamps)
     forward_ad: bool
+    code: tuple[str, ...] = ()  # modules whose import closure is the node's code
+    # the keys its stamp covers: its own reads and those of every node upstream of it (Merkle)
+    covers: frozenset[str] = frozenset()
+
+    @property
+    def module(self) -> str:
+        return self.code[0]
 
     def output(self, name: str) -> str:
         return self.outputs[name]
@@ -140,4 +147,6 @@ def _node(step: Step, params: dict[str, Any], cfg: Config, done: dict[str, Node]
         upstream=tuple(upstream),
         stamp=stamp,
         forward_ad=step.forward_ad(params),
+        code=(step.function.split(":")[0], *step.code_for(cfg, params)),
+        covers=frozenset(reads).union(*(done[u].covers for u in upstream)),
     )

@@ -1,8 +1,9 @@
 """Checks a command makes before it writes anything: input artifacts and data files.
 
-* :func:`check_inputs` — every input artifact of a node exists, is readable and was written by
-  its producing node under the current config (the stamp), reading only provenance: a Parquet
-  footer, or a checkpoint memory-mapped without touching its tensors. A failure is the same
+* :func:`check_inputs` — every input artifact of a node exists, is readable, was written by
+  its producing node under the current config (the stamp: a Parquet footer, or a checkpoint
+  memory-mapped without touching its tensors) and still has the bytes that node's manifest
+  recorded (SHA-256). A failure is the same
   :class:`tasks.engine.artifacts.ArtifactError` the step itself would raise, before any file changes.
 * :func:`check_data` — the data set's files exist (else the error lists them with the
   ``pbrf data fetch`` command) and, for files on disk, that they parse: non-finite values,
@@ -21,6 +22,7 @@ from tasks.engine.artifacts import (
     StaleArtifactError,
     table_provenance,
 )
+from tasks.engine.manifest import verify_output
 from tasks.engine.plan import Node, Plan
 
 
@@ -49,6 +51,7 @@ def check_inputs(root: Path | str, plan: Plan, node: Node) -> None:
         src = plan[key.split("[", 1)[1][:-1]]
         path = root / rel
         step, stamp = provenance(path, src.step)
+        verify_output(root, src, path)  # the bytes its producer recorded
         if step != src.step:
             raise CorruptArtifactError(
                 path, src.step, f"written by step {step!r}, not {src.step!r}"

@@ -56,7 +56,7 @@ def run_node(
         return NodeResult(
             node.id, "Cached", float(m.get("seconds", 0.0)), list(m.get("warnings", []))
         )
-    ctx = StepContext(root=root, cfg=cfg, plan=plan, node=node)
+    ctx = StepContext(root=root, config=cfg, plan=plan, node=node)
     ctx.clean_temps()
     start = time.perf_counter()
     step_function(node.step)(ctx)

@@ -40,9 +40,11 @@ def code_version() -> dict[str, str | None]:
     decides "same code" (uncommitted edits count; orchestration and docs do not); ``git`` is for
     people.
     """
+    from pbrf.estimators.registry import MODULES
     from tasks.registry import STEPS
 
-    files = sorted({p for step in STEPS.values() for p in code_files(step.function)})
+    modules = [step.function.split(":")[0] for step in STEPS.values()] + list(MODULES.values())
+    files = code_files(modules)
     h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tasks import schemas
 from tasks.engine import artifacts
+from tasks.engine.manifest import read_output
 from tasks.engine.plan import Plan, build_plan
 
 GAP_TITLES = {
@@ -64,16 +65,9 @@ class Results:
         root = Path(root)
         plan = plan or build_plan(cfg.model_dump(mode="json"))
         agg = plan.of_step("aggregate")[0]
-        tables = {
-            name: artifacts.read_table(
-                root / agg.outputs[name], schema, step="aggregate", stamp=agg.stamp
-            )
-            for name, schema in AGGREGATES.items()
-        }
+        tables = {name: read_output(root, agg, name, schema) for name, schema in AGGREGATES.items()}
         inf = plan.of_step("influence")[0]
-        solver = artifacts.read_table(
-            root / inf.outputs["solver"], schemas.SOLVER, step="influence", stamp=inf.stamp
-        )
+        solver = read_output(root, inf, "solver", schemas.SOLVER)
         return cls(cfg=cfg, solver=solver.iloc[0].to_dict(), **tables)
 
     # ------------------------------------------------------------------ views

@@ -108,15 +108,12 @@ def read_detection(ctx: StepContext) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def read_detection_run(root: Any, plan: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``(found, auc)`` tables of a finished run (stamps checked), outside a step."""
-    from pathlib import Path
 
-    from tasks.engine import artifacts
+    from tasks.engine.manifest import read_output
 
     node = plan.of_step("detection")[0]
     found, auc = (
-        artifacts.read_table(
-            Path(root) / node.outputs[name], schema, step="detection", stamp=node.stamp
-        )
+        read_output(root, node, name, schema)
         for name, schema in (
             ("mislabel_found", schemas.MISLABEL_FOUND),
             ("mislabel_auc", schemas.MISLABEL_AUC),

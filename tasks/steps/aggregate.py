@@ -30,17 +30,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pbrf.influence import eval_test_loss
-from pbrf.metrics import output_distance, output_norm
+from pbrf.metrics import eval_test_loss, output_distance, output_norm
 from pbrf.precision import loss_change_ulps, response_ulps, vanishing_fraction
 from pbrf.responses import (
     continuation_lr,
     lissa_horizon,
-    schedule_horizon,
     steps_per_epoch,
-    variant_schedule,
 )
 from pbrf.stats import bootstrap_correlation, bootstrap_mean, jackknife_correlation
+from pbrf.study.schedules import schedule_horizon, variant_schedule
 from tasks import schemas
 from tasks.engine.context import StepContext
 from tasks.steps.retrain import WARN_STILL_FALLING, falling_message

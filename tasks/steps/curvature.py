@@ -52,10 +52,3 @@ def curvature(ctx: StepContext) -> None:
             "converged": [bool(est.converged)],
         },
     )
-
-
-def read_top_eigenvalue(ctx: StepContext) -> float | None:
-    """λ_max from the ``spectrum`` input, when this node reads one."""
-    if not any(k.startswith("spectrum[") for k in ctx.node.inputs):
-        return None
-    return float(ctx.read_table("spectrum", schemas.SPECTRUM)["top_eigenvalue"].iloc[0])

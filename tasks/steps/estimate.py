@@ -26,12 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from pbrf.estimators import Estimate, EstimatorInputs, run_estimator
+from pbrf.estimators.base import Estimate, EstimatorInputs
+from pbrf.estimators.registry import run_estimator
 from pbrf.losses import get_loss
 from pbrf.models import build_from_options
 from pbrf.params import load_flat_
 from pbrf.problem import Problem
-from pbrf.solvers import LissaDivergenceError, NotPositiveDefiniteError
+from pbrf.solvers.errors import LissaDivergenceError, NotPositiveDefiniteError
 from tasks import schemas
 from tasks.engine.context import StepContext
 from tasks.steps.checkpoints import load_tracin_checkpoints

@@ -15,12 +15,12 @@ from pbrf.study.memory import device_chunk
 from tasks import schemas
 from tasks.engine import progress
 from tasks.engine.context import StepContext
-from tasks.steps.curvature import read_top_eigenvalue
 from tasks.steps.runtime import (
     build_problem,
     load_data,
     load_selection,
     load_theta,
+    read_top_eigenvalue,
     removed_lists,
     state,
 )

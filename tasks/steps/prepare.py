@@ -23,7 +23,7 @@ def prepare(ctx: StepContext) -> None:
     }
     corrupted = None
     if ctx.cfg.mislabel is not None:  # Figure 6: corrupt training labels, never test labels
-        from pbrf.mislabel import corrupt_labels
+        from pbrf.data.corrupt import corrupt_labels
 
         ml = ctx.cfg.mislabel
         num_classes = ds.output_dim if ds.task == "multiclass" else 2

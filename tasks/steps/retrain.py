@@ -14,20 +14,21 @@ from pbrf.responses import (
     lissa_horizon,
     lissa_scale,
     total_epochs,
-    variant_schedule,
 )
 from pbrf.responses import (
     retrain as pbrf_retrain,
 )
+from pbrf.study.schedules import variant_schedule
+from pbrf.variants import DAMPED_VARIANTS
 from tasks import schemas
 from tasks.engine import progress
 from tasks.engine.context import StepContext
-from tasks.steps.curvature import read_top_eigenvalue
 from tasks.steps.runtime import (
     build_problem,
     load_base_run,
     load_data,
     load_selection,
+    read_top_eigenvalue,
     removed_lists,
     shard_rows,
     state,
@@ -85,7 +86,7 @@ def train_removals(
             ds.t_train,
             removed.to(ds.x_train.device),
             train=cfg.train,
-            damping=cfg.damping,
+            damping=cfg.damping if variant in DAMPED_VARIANTS else 0.0,
             schedule=schedule,
             progress=bar,
         )

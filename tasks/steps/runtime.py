@@ -6,6 +6,7 @@ No math here: models, losses and problems come from :mod:`pbrf`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -16,9 +17,11 @@ from pbrf.models import build_from_options
 from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.responses import BaseRun
-from pbrf.study.config import StudyConfig
 from tasks import schemas
 from tasks.engine.context import StepContext
+
+if TYPE_CHECKING:  # type hints only: the study config is not code these steps run
+    from pbrf.study.config import StudyConfig
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -110,3 +113,10 @@ def shard_rows(m: int, shard: int, shards: int) -> list[int]:
 
 def removed_lists(removed: Tensor) -> list[list[int]]:
     return [row.tolist() for row in removed.cpu()]
+
+
+def read_top_eigenvalue(ctx: StepContext) -> float | None:
+    """λ_max from the ``spectrum`` input, when this node reads one."""
+    if not any(k.startswith("spectrum[") for k in ctx.node.inputs):
+        return None
+    return float(ctx.read_table("spectrum", schemas.SPECTRUM)["top_eigenvalue"].iloc[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pbrf.influence import eval_test_loss
+from pbrf.metrics import eval_test_loss
 from pbrf.responses import train_base as pbrf_train_base
 from tasks import schemas
 from tasks.engine import progress
@@ -18,7 +18,7 @@ def train_base(ctx: StepContext) -> None:
     ds = load_data(ctx)
     problem, theta0 = build_problem(cfg, ds)  # θ⁰ is fixed by model.seed
     assert problem.spec is not None
-    with progress.epochs(f"train base ({cfg.name})", cfg.train.epochs) as bar:
+    with progress.epochs("train base", cfg.train.epochs) as bar:
         run = pbrf_train_base(problem, theta0, ds.x_train, ds.t_train, cfg.train, progress=bar)
     if run.converged is False:
         ctx.warn(

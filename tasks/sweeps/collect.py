@@ -144,11 +144,8 @@ def per_removal_gaps(sp: SweepPlan, root: Path | str) -> pd.DataFrame:
         if p.id in skip:
             continue
         agg = sp.plans[p.id].of_step("aggregate")[0]
-        df = artifacts.read_table(
-            point_dir(root, p.id) / agg.outputs["gaps_per_removal"],
-            schemas.GAPS_PER_REMOVAL,
-            step="aggregate",
-            stamp=agg.stamp,
+        df = manifest.read_output(
+            point_dir(root, p.id), agg, "gaps_per_removal", schemas.GAPS_PER_REMOVAL
         )
         parts.append(
             df.rename(columns={"gap": "term"})[["term", "removal_id", "distance"]].assign(

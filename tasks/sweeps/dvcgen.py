@@ -33,7 +33,7 @@ HEADER = (
 
 
 def _code(functions: list[str], base: Path) -> list[str]:
-    files = sorted({p for f in functions for p in code_files(f)})
+    files = code_files([f.split(":")[0] for f in functions])
     return [Path(os.path.relpath(p, base)).as_posix() for p in files]
 
 
