@@ -75,7 +75,7 @@ def estimate(ctx: StepContext) -> None:
     empty when the estimator defines none) and its cost."""
     cfg = ctx.cfg
     name = str(ctx.params["estimator"])
-    settings = cfg.grade.settings(name)
+    settings = cfg.grade.estimators[name]
     dtype = estimator_dtype(cfg, name)
     ds = load_data(ctx, dtype)
     problem, module = build_module_problem(cfg, ds, dtype)
