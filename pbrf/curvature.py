@@ -41,7 +41,7 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
+def gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
     """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean)."""
     ys, pullback = vjp(lambda th: problem.f(th, x), theta)
     dy = vmap(lambda vi: jvp(lambda th: problem.f(th, x), (theta,), (vi,))[1])(v)
@@ -56,7 +56,7 @@ def gnh_product(
     n = x.shape[0]
     out = problem.weight_decay * v
     for sl in _chunks(n, chunk_size):
-        out = out + _gnh_chunk(problem, theta, x[sl], t[sl], v) / n
+        out = out + gnh_chunk(problem, theta, x[sl], t[sl], v) / n
     return out
 
 
