@@ -35,13 +35,16 @@ from torch.func import grad, grad_and_value, jvp, vmap
 
 from pbrf.curvature import gnh_chunk
 from pbrf.objectives import Batch
+from pbrf.params import ParamSpec
 from pbrf.problem import Problem
 
 KERNELS = ("reference", "vmap", "loop", "auto")
+PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
 LOOP_MIN_WORK = 2_000_000  # d × batch above which one model's step fills the matmul units
 
 # objective(δ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
-Objective = Callable[[Tensor, Batch, Tensor, Tensor, Tensor], Tensor]
+Objective = Callable[..., Tensor]
+Forward = Callable[[Tensor], Tensor]
 
 
 def check_kernel(kernel: str) -> str:
@@ -70,25 +73,54 @@ def fast_objective(
     variant: str, problem: Problem, anchor: Tensor, epsilon: float, damping: float
 ) -> Objective:
     """The objective of δ for ``variant`` (cold, warm, two_stage, proximal, pbrf, pbrf_paper),
-    equal to :func:`pbrf.responses.variant_objective`'s up to rounding."""
+    equal to :func:`pbrf.responses.variant_objective`'s up to rounding. An optional last
+    argument ``th`` = ``anchor + δ`` (computed by the caller) replaces that sum, so a loop can
+    reuse one buffer for it and differentiate with respect to ``th`` and δ separately; ``fwd``
+    (``x ↦ f(θ, x)`` on per-tensor leaves of θ, only when ``w = 0``) replaces ``f(th, ·)``."""
     wd = problem.weight_decay
 
-    def downweighted(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        theta = anchor + d
-        val = (w * data_losses(problem, theta, b.x, b.t)).sum() / b.size
+    def downweighted(
+        d: Tensor,
+        b: Batch,
+        w: Tensor,
+        rx: Tensor,
+        rt: Tensor,
+        th: Tensor | None = None,
+        fwd: Forward | None = None,
+    ) -> Tensor:
+        theta = anchor + d if th is None else th
+        y = problem.f(theta, b.x) if fwd is None else fwd(b.x)
+        val = (w * problem.loss(y, b.t)).sum() / b.size
         if wd:
             val = val + problem.regularizer(theta) * (w.sum() / b.size)
         return val
 
-    def proximal(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        val = downweighted(d, b, w, rx, rt)
+    def proximal(
+        d: Tensor,
+        b: Batch,
+        w: Tensor,
+        rx: Tensor,
+        rt: Tensor,
+        th: Tensor | None = None,
+        fwd: Forward | None = None,
+    ) -> Tensor:
+        val = downweighted(d, b, w, rx, rt, th, fwd)
         return val + 0.5 * damping * _sq(d) if damping else val
 
-    def bregman(d: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+    def bregman(
+        d: Tensor,
+        b: Batch,
+        w: Tensor,
+        rx: Tensor,
+        rt: Tensor,
+        th: Tensor | None = None,
+        fwd: Forward | None = None,
+    ) -> Tensor:
         assert b.anchor_outputs is not None
-        theta = anchor + d
+        theta = anchor + d if th is None else th
         nb = b.x.shape[0]
-        y = problem.f(theta, torch.cat([b.x, rx], dim=0))
+        xs = torch.cat([b.x, rx], dim=0)
+        y = problem.f(theta, xs) if fwd is None else fwd(xs)
         val = problem.loss.bregman(y[:nb], b.anchor_outputs, b.t).sum() / b.size
         removed = problem.loss(y[nb:], rt).sum()
         if wd:
@@ -115,6 +147,12 @@ class Stepper:
 
     one: Objective  # one model's objective of δ (d,)
     kernel: str  # "reference", "vmap" or "loop"
+    anchor: Tensor | None = None  # loop only: θ = anchor + δ goes through a reused buffer
+    uses_delta: bool = True  # whether the objective reads δ besides θ (proximal terms)
+    per_tensor: ParamSpec | None = None  # loop: differentiate per parameter tensor (w = 0)
+    problem_f_params: Callable | None = None  # Problem.f_params, with per_tensor
+    _buf: Tensor | None = field(default=None, init=False, repr=False)
+    _grads: Tensor | None = field(default=None, init=False, repr=False)
     _gv: Callable | None = field(default=None, init=False, repr=False)
     _val: Callable | None = field(default=None, init=False, repr=False)
 
@@ -128,16 +166,54 @@ class Stepper:
     ) -> tuple[Tensor, Tensor]:
         if self.kernel != "loop":
             return self._gv(theta, b, w, rx, rt)
-        grads = torch.empty_like(theta)
+        if self._grads is None or self._grads.shape != theta.shape:
+            self._grads = torch.empty_like(theta)  # reused: the caller consumes it each step
+        grads = self._grads
         values = theta.new_empty(theta.shape[0])
         for m in range(theta.shape[0]):
-            d = theta[m].detach().requires_grad_(True)
             with torch.enable_grad():
-                v = self.one(d, b, w[m], rx[m], rt[m])
-                (g,) = torch.autograd.grad(v, d)
-            grads[m] = g
+                v = self._loop_one(theta[m], grads[m], b, w[m], rx[m], rt[m])
             values[m] = v.detach()
         return grads, values
+
+    def _loop_one(
+        self, delta: Tensor, out: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor
+    ) -> Tensor:
+        """One model's objective; its gradient is written into ``out``. With an anchor,
+        θ = anchor + δ goes into a reused buffer; with ``per_tensor``, the network is called on
+        one leaf per parameter tensor, whose gradients are copied straight into ``out``."""
+        if self.anchor is None:
+            d = delta.detach().requires_grad_(True)
+            v = self.one(d, b, w, rx, rt)
+            out.copy_(torch.autograd.grad(v, d)[0])
+            return v
+        if self._buf is None:
+            self._buf = torch.empty_like(self.anchor)
+        d = delta.detach().requires_grad_(self.uses_delta)
+        th = torch.add(self.anchor, delta.detach(), out=self._buf).detach()
+        fwd, inputs = None, []
+        if self.per_tensor is not None:
+            leaves = {k: p.requires_grad_(True) for k, p in self.per_tensor.unflatten(th).items()}
+            f_params = self.problem_f_params
+            assert f_params is not None
+
+            def fwd(x: Tensor) -> Tensor:
+                return f_params(leaves, x)
+
+            inputs = list(leaves.values())
+            outs = list(self.per_tensor.unflatten(out).values())
+        else:
+            th.requires_grad_(True)
+            inputs, outs = [th], [out]
+        if self.uses_delta:
+            inputs.append(d)
+        v = self.one(d, b, w, rx, rt, th, fwd)
+        grads = torch.autograd.grad(v, inputs, allow_unused=True)
+        for o, g in zip(outs, grads, strict=False):
+            o.copy_(g)
+        if self.uses_delta and grads[-1] is not None:
+            out.add_(grads[-1])
+        return v
 
     def value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
         with torch.no_grad():
@@ -242,4 +318,11 @@ def make_stepper(
         return Stepper(reference, "reference")
     if variant == "linearized_pbrf":
         return LinearizedStepper(problem, anchor, epsilon, damping)
-    return Stepper(fast_objective(variant, problem, anchor, epsilon, damping), kernel)
+    one = fast_objective(variant, problem, anchor, epsilon, damping)
+    if kernel == "vmap":
+        return Stepper(one, kernel)
+    uses_delta = variant in PROXIMAL_TERMS and bool(damping + problem.weight_decay)
+    per_tensor = problem.f_params is not None and problem.spec is not None
+    if per_tensor and not problem.weight_decay:
+        return Stepper(one, kernel, anchor, uses_delta, problem.spec, problem.f_params)
+    return Stepper(one, kernel, anchor, uses_delta)
