@@ -65,6 +65,11 @@ def data_losses(problem: Problem, theta: Tensor, x: Tensor, t: Tensor) -> Tensor
     return problem.loss(problem.f(theta, x), t)
 
 
+def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot products ``(M, d), (M, d) → (M,)`` without an ``(M, d)`` temporary."""
+    return torch.bmm(a[:, None, :], b[:, :, None]).flatten()
+
+
 def _sq(v: Tensor) -> Tensor:
     return (v * v).sum()
 
@@ -258,18 +263,18 @@ class LinearizedStepper:
 
     def _parts(self, theta: Tensor, b: Batch, rx: Tensor, rt: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta) / b.size
+            gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta).div_(b.size)
         return gq, self._removed_grad(rx, rt)
 
     def _values(self, theta: Tensor, quad: Tensor, c: Tensor) -> Tensor:
-        prox = 0.5 * (self.damping + self.problem.weight_decay) * (theta * theta).sum(1)
-        return quad - self.epsilon * (c * theta).sum(1) + prox
+        prox = 0.5 * (self.damping + self.problem.weight_decay) * _rowdot(theta, theta)
+        return quad - self.epsilon * _rowdot(c, theta) + prox
 
     def grad_and_value(
         self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor
     ) -> tuple[Tensor, Tensor]:
         gq, c = self._parts(theta, b, rx, rt)
-        values = self._values(theta, 0.5 * (theta * gq).sum(1), c)
+        values = self._values(theta, 0.5 * _rowdot(theta, gq), c)
         lam = self.damping + self.problem.weight_decay
         grads = gq.sub_(c, alpha=self.epsilon)
         if lam:

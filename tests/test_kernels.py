@@ -13,11 +13,14 @@ gradient by a relative O(1e-7) over a few dozen steps.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from tiny_problems import tiny_data, tiny_problem
 
 from pbrf.config import TrainConfig
+from pbrf.curvature import gnh_chunk
 from pbrf.kernels import (
     LOOP_MIN_WORK,
     LinearizedStepper,
@@ -160,3 +163,13 @@ def test_stepper_types():
                       LinearizedStepper)  # fmt: skip
     st = make_stepper("linearized_pbrf", problem, theta, 0.1, 0, "reference", ref)
     assert isinstance(st, Stepper) and st.kernel == "reference"
+
+
+def test_per_tensor_gnh_products_equal_flat_ones():
+    """The GNH product through per-tensor parameters (Problem.f_params) = the flat-θ path."""
+    problem, theta, x, t = tiny_problem("cross_entropy", n=16)
+    flat = dataclasses.replace(problem, f_params=None)
+    v = torch.randn(4, theta.numel(), generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    torch.testing.assert_close(
+        gnh_chunk(problem, theta, x, t, v), gnh_chunk(flat, theta, x, t, v), rtol=RTOL, atol=ATOL
+    )
