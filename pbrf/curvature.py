@@ -73,9 +73,10 @@ def gnh_product(
 ) -> Tensor:
     """``G V`` for ``V (k, d)`` over the examples ``(x, t)``; ``G`` includes the weight decay."""
     n = x.shape[0]
-    out = problem.weight_decay * v
+    out = problem.weight_decay * v if problem.weight_decay else None
     for sl in _chunks(n, chunk_size):
-        out = out + gnh_chunk(problem, theta, x[sl], t[sl], v) / n
+        part = gnh_chunk(problem, theta, x[sl], t[sl], v).div_(n)
+        out = part if out is None else out.add_(part)
     return out
 
 

@@ -36,6 +36,7 @@ from pbrf.optim import FirstOrderOptimizer
 from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.responses import BaseRun, Schedule, retrain, train_base, variant_objective
+from pbrf.solvers.lissa import lissa
 
 RTOL, ATOL = 1e-9, 1e-12
 N = 30
@@ -173,3 +174,18 @@ def test_per_tensor_gnh_products_equal_flat_ones():
     torch.testing.assert_close(
         gnh_chunk(problem, theta, x, t, v), gnh_chunk(flat, theta, x, t, v), rtol=RTOL, atol=ATOL
     )
+
+
+def test_lissa_in_place_recursion_is_the_plain_recursion():
+    """LiSSA's in-place update is Eq. 51's recursion, operation for operation: bitwise equal to
+    a plain loop ``h ← v + (1 − λ/σ) h − A h / σ`` on a dense SPD matrix."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    a = a @ a.T / 12
+    v = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    lam, sigma, depth = 0.1, 4.0, 50
+    h = v.clone()
+    for _ in range(depth):
+        h = v + (1 - lam / sigma) * h - (h @ a) / sigma
+    got = lissa(lambda w: w @ a, v, depth=depth, scale=sigma, damping=lam).x
+    assert torch.equal(got, h / sigma)
