@@ -30,6 +30,8 @@ A retraining run also evaluates its objective over the whole data set three time
 end: the convergence check), which a K/2-epoch run amortizes but a 1-epoch timing does not; time
 two or more epochs (``--epochs``, default 2) for rates close to a long run's.
 
+The matmul is measured again just before and after each timed computation, and each row's
+ratio is to the mean of those two (the load of a shared machine changes over a run).
 Per row it prints seconds, **model-epochs/s** (models × epochs ÷ seconds), the achieved
 GFLOP/s — model-epochs/s × N × the forward+backward FLOPs of one example counted by
 ``torch.utils.flop_counter`` (a lower bound for the PBRF variants, whose objectives add a forward
@@ -226,13 +228,15 @@ def main(argv: list[str] | None = None) -> None:
     print("kernels: " + ", ".join(f"{k} → {r}" for k, r in resolved.items()))
     rows: list[Row] = []
     for kernel in kernels:
+        before = matmul_gflops(device, dtype)
         dt, base = timed(
             lambda kernel=kernel: train_base(
                 problem, theta0, ds.x_train, ds.t_train, train, kernel=kernel
             ),
             device,
         )
-        rows.append(Row("base", kernel, 1, dt, "—", base.theta_s[None] - theta0))
+        mm = (before + matmul_gflops(device, dtype)) / 2
+        rows.append(Row("base", kernel, 1, dt, "—", base.theta_s[None] - theta0, mm))
     base = train_base(problem, theta0, ds.x_train, ds.t_train, train)  # shared start (untimed)
     removed = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m, None]
     for v in variants:
@@ -240,8 +244,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device)
             )
-    print_table(rows, args.epochs, n, fpe, peak)
-    print_gnh(problem, base.theta_s, ds, cfg, m, peak, device)
+    print_table(rows, args.epochs, n, fpe)
+    print_gnh(problem, base.theta_s, ds, cfg, m, device)
     extrapolate(rows, kernels[-1], args.epochs, cfg, m, n, full_n)
 
 
@@ -252,6 +256,7 @@ class Row(NamedTuple):
     seconds: float  # for args.epochs epochs
     peak_mem: str
     delta: torch.Tensor  # (models, d) parameters reached, minus the start
+    matmul: float  # GFLOP/s of the matmul measured just before and after (their mean)
 
 
 def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device) -> Row:
@@ -273,6 +278,8 @@ def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, devi
         schedule=Schedule(1, 1.0),
         kernel=kernel,
     )
+    dtype = base.theta_s.dtype
+    before = matmul_gflops(device, dtype)
     seconds, peaks, deltas = 0.0, [], []
     for part in torch.tensor_split(removed, shards):
         if device.type == "cuda":
@@ -298,14 +305,16 @@ def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, devi
             peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
     total = epochs + (schedule.epochs if v == "cold" else 0)
     peak_txt = " ".join(f"{p:.2f}" for p in peaks) + " GiB" if peaks else "n/a (cpu)"
-    return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas))
+    mm = (before + matmul_gflops(device, dtype)) / 2
+    return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas), mm)
 
 
-def print_table(rows: list[Row], epochs: int, n: int, fpe: float, peak: float) -> None:
+def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
     print()
     print(
         f"{'computation':17s} {'kernel':>9s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
-        f"{'GFLOP/s':>9s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s}  peak memory (per shard)"
+        f"{'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s}  "
+        "peak memory (per shard)"
     )
     first: dict[str, torch.Tensor] = {}
     for r in rows:
@@ -316,11 +325,12 @@ def print_table(rows: list[Row], epochs: int, n: int, fpe: float, peak: float) -
         diff = float((r.delta - ref).abs().max())
         print(
             f"{r.label:17s} {r.kernel:>9s} {r.models:6d} {per_epoch:9.3f} {rate:11.3f} "
-            f"{achieved:9.2f} {achieved / peak:9.1%} {diff:13.2e}  {r.peak_mem}"
+            f"{achieved:9.2f} {r.matmul:8.1f} {achieved / r.matmul:9.1%} {diff:13.2e}  "
+            f"{r.peak_mem}"
         )
 
 
-def print_gnh(problem, theta, ds, cfg, m, peak, device) -> None:
+def print_gnh(problem, theta, ds, cfg, m, device) -> None:
     """One damped-GNH product on R = M right-hand sides, as LiSSA calls it (module docstring)."""
     solver = cfg.influence.solver
     b = min(ds.n_train, getattr(solver, "batch_size", None) or cfg.train.batch_size or ds.n_train)
@@ -330,12 +340,14 @@ def print_gnh(problem, theta, ds, cfg, m, peak, device) -> None:
         gnh_product(problem, theta, x, t, v)
     flops = counter.get_total_flops()
     gnh_product(problem, theta, x, t, v)  # warm-up
+    peak = matmul_gflops(device, theta.dtype)
     best = min(timed(lambda: gnh_product(problem, theta, x, t, v), device)[0] for _ in range(3))
     rate = flops / best / 1e9
     depth, repeats = getattr(solver, "depth", 0), getattr(solver, "repeats", 1)
     print(
         f"\nGNH product (R = {m} right-hand sides, batch {b}): {best * 1e3:.1f} ms, "
-        f"{flops / 1e9:.3g} GFLOP, {rate:.2f} GFLOP/s = {rate / peak:.1%} of the matmul"
+        f"{flops / 1e9:.3g} GFLOP, {rate:.2f} GFLOP/s = {rate / peak:.1%} of the matmul "
+        f"({peak:.1f} GFLOP/s)"
         + (
             f"; a LiSSA solve of depth {depth} × {repeats} repeat(s) ≈ "
             f"{best * depth * repeats:.0f} s of products"

@@ -11,7 +11,8 @@ objective values ``(M,)`` of all M models. Kernels:
 * ``loop``: the fast objectives, one model after another with plain autograd. Each model's
   matrix products then run at full single-model size; for large models this beats ``vmap``.
 * ``auto``: ``loop`` when one model's step is large (``d × batch ≥ LOOP_MIN_WORK``), else
-  ``vmap`` (measured with ``benchmarks/bench_row.py``).
+  ``vmap``: measured with ``benchmarks/bench_row.py`` on a CPU, looping wins for the
+  ``mnist-mlp`` row (d·b = 2.4e8) and loses for ``concrete-mlp`` (d·b = 2.3e6).
 
 What the fast objectives skip or reorder (mathematically the same objective):
 
@@ -40,7 +41,7 @@ from pbrf.problem import Problem
 
 KERNELS = ("reference", "vmap", "loop", "auto")
 PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
-LOOP_MIN_WORK = 2_000_000  # d × batch above which one model's step fills the matmul units
+LOOP_MIN_WORK = 50_000_000  # d × batch from which looping beats vmap (bench_row, CPU)
 
 # objective(δ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
 Objective = Callable[..., Tensor]
