@@ -225,7 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     for k in kernels:
         check_kernel(k)
     resolved = {k: choose_kernel(k, theta0.numel(), train.batch_size, n) for k in kernels}
-    print("kernels: " + ", ".join(f"{k} → {r}" for k, r in resolved.items()))
+    print(
+        "kernels (M models; base training loops under auto): "
+        + ", ".join(f"{k} → {r}" for k, r in resolved.items())
+    )
     rows: list[Row] = []
     for kernel in kernels:
         before = matmul_gflops(device, dtype)

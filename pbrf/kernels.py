@@ -10,7 +10,8 @@ objective values ``(M,)`` of all M models. Kernels:
 * ``vmap``: the fast objectives below, vmapped over the models.
 * ``loop``: the fast objectives, one model after another with plain autograd. Each model's
   matrix products then run at full single-model size; for large models this beats ``vmap``.
-* ``auto``: ``loop`` when one model's step is large (``d × batch ≥ LOOP_MIN_WORK``), else
+* ``auto``: ``loop`` for a single model (base training) or when one model's step is large
+  (``d × batch ≥ LOOP_MIN_WORK``), else
   ``vmap``: measured with ``benchmarks/bench_row.py`` on a CPU, looping wins for the
   ``mnist-mlp`` row (d·b = 2.4e8) and loses for ``concrete-mlp`` (d·b = 2.3e6).
 
@@ -54,11 +55,12 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def choose_kernel(kernel: str, d: int, batch_size: int | None, n: int) -> str:
-    """``kernel``, with ``auto`` resolved by the size of one model's step (module docstring)."""
+def choose_kernel(kernel: str, d: int, batch_size: int | None, n: int, models: int = 2) -> str:
+    """``kernel``, with ``auto`` resolved by the size of one model's step and the number of
+    models (module docstring)."""
     if check_kernel(kernel) != "auto":
         return kernel
-    return "loop" if d * (batch_size or n) >= LOOP_MIN_WORK else "vmap"
+    return "loop" if models == 1 or d * (batch_size or n) >= LOOP_MIN_WORK else "vmap"
 
 
 def data_losses(problem: Problem, theta: Tensor, x: Tensor, t: Tensor) -> Tensor:

@@ -148,6 +148,7 @@ def test_choose_kernel():
     assert choose_kernel("auto", LOOP_MIN_WORK // 128, 128, 1000) == "loop"
     assert choose_kernel("auto", LOOP_MIN_WORK // 128 - 1, 128, 1000) == "vmap"
     assert choose_kernel("auto", LOOP_MIN_WORK // 1000, None, 1000) == "loop"
+    assert choose_kernel("auto", 10, 128, 1000, models=1) == "loop"  # base training
     assert choose_kernel("reference", 10**9, 128, 1000) == "reference"
     with pytest.raises(ValueError, match="unknown kernel 'fast'"):
         choose_kernel("fast", 10, 1, 1)
