@@ -17,11 +17,21 @@ Run ``python benchmarks/bench_row.py [--preset mnist-mlp] [--scale paper|smoke] 
 4. **Base training** of one model for ``--epochs`` epochs, then each ``--variants`` retraining
    of the M removals for ``--epochs`` epochs from those parameters (the Table 1 objectives,
    vectorized over the models of a shard), each after an untimed warm-up on a slice of the data.
+   Every computation runs once per ``--kernels`` entry (:mod:`pbrf.kernels`; default
+   ``reference,auto``: the old ``vmap(grad_and_value)`` path beside the fast one), and the
+   largest parameter difference of each kernel's result from the first kernel's is printed.
+5. **Curvature products.** One product of the damped GNH (Eq. 6) with R = M right-hand sides on
+   one LiSSA minibatch (``influence.solver.batch_size``, else the training batch), as LiSSA's
+   recursion calls it (:func:`pbrf.curvature.gnh_product`); its FLOPs are counted by
+   ``torch.utils.flop_counter`` and its rate is given as a share of the matmul, with the time one
+   LiSSA solve of the preset's depth × repeats would take.
 
 A retraining run also evaluates its objective over the whole data set three times (start, 90 %,
 end: the convergence check), which a K/2-epoch run amortizes but a 1-epoch timing does not; time
 two or more epochs (``--epochs``, default 2) for rates close to a long run's.
 
+The matmul is measured again just before and after each timed computation, and each row's
+ratio is to the mean of those two (the load of a shared machine changes over a run).
 Per row it prints seconds, **model-epochs/s** (models × epochs ÷ seconds), the achieved
 GFLOP/s — model-epochs/s × N × the forward+backward FLOPs of one example counted by
 ``torch.utils.flop_counter`` (a lower bound for the PBRF variants, whose objectives add a forward
@@ -38,12 +48,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pbrf.curvature import gnh_product
 from pbrf.data import DataFilesMissingError, Dataset, load_dataset
+from pbrf.kernels import check_kernel, choose_kernel
 from pbrf.losses import get_loss
 from pbrf.models import build_from_options
 from pbrf.params import flat_params
@@ -135,6 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="warm,pbrf,linearized_pbrf",
         help=f"comma-separated retraining variants to time, of {','.join(ALL_VARIANTS)}",
     )
+    p.add_argument(
+        "--kernels",
+        default="reference,auto",
+        help="comma-separated training kernels (pbrf.kernels: reference, vmap, loop, auto)",
+    )
     p.add_argument("--budget-gb", type=float, help="memory budget for one shard's computation")
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -204,85 +221,165 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     train = cfg.train.model_copy(update={"epochs": args.epochs})
-    rows: list[tuple[str, int, float, str]] = []
-    t_base, base = timed(lambda: train_base(problem, theta0, ds.x_train, ds.t_train, train), device)
-    rows.append(("base", 1, t_base, "—"))
+    kernels = [k for k in args.kernels.split(",") if k]
+    for k in kernels:
+        check_kernel(k)
+    resolved = {k: choose_kernel(k, theta0.numel(), train.batch_size, n) for k in kernels}
+    print(
+        "kernels (M models; base training loops under auto): "
+        + ", ".join(f"{k} → {r}" for k, r in resolved.items())
+    )
+    rows: list[Row] = []
+    for kernel in kernels:
+        before = matmul_gflops(device, dtype)
+        dt, base = timed(
+            lambda kernel=kernel: train_base(
+                problem, theta0, ds.x_train, ds.t_train, train, kernel=kernel
+            ),
+            device,
+        )
+        mm = (before + matmul_gflops(device, dtype)) / 2
+        rows.append(Row("base", kernel, 1, dt, "—", base.theta_s[None] - theta0, mm))
+    base = train_base(problem, theta0, ds.x_train, ds.t_train, train)  # shared start (untimed)
     removed = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m, None]
     for v in variants:
-        run = (
-            base
-            if v == "cold"
-            else BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
-        )
-        schedule = Schedule(max(1, args.epochs // 2) if v == "cold" else args.epochs, 1.0)
-        b = min(n, 2 * (cfg.train.batch_size or n))  # untimed warm-up on a slice of the data
-        warm_run = BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
-        retrain(
-            "warm" if v == "cold" else v,  # cold replays the base order over all N examples
-            problem,
-            warm_run,
-            ds.x_train[:b],
-            ds.t_train[:b],
-            torch.zeros(1, 1, dtype=torch.long, device=device),
-            train=train,
-            damping=cfg.damping,
-            schedule=Schedule(1, 1.0),
-        )
-        seconds, peaks = 0.0, []
-        for part in torch.tensor_split(removed, shards):
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            dt, _ = timed(
-                lambda part=part, run=run, v=v, schedule=schedule: retrain(
-                    v,
-                    problem,
-                    run,
-                    ds.x_train,
-                    ds.t_train,
-                    part.to(device),
-                    train=train,
-                    damping=cfg.damping,
-                    schedule=schedule,
-                ),
-                device,
+        for kernel in kernels:
+            rows.append(
+                time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device)
             )
-            seconds += dt
-            if device.type == "cuda":
-                peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
-        epochs = args.epochs + (schedule.epochs if v == "cold" else 0)
-        peak_txt = f"{max(peaks):.2f} GiB" if peaks else "n/a (cpu)"
-        rows.append((v, m, seconds / epochs * args.epochs, peak_txt))
+    print_table(rows, args.epochs, n, fpe)
+    print_gnh(problem, base.theta_s, ds, cfg, m, device)
+    extrapolate(rows, kernels[-1], args.epochs, cfg, m, n, full_n)
 
+
+class Row(NamedTuple):
+    label: str
+    kernel: str
+    models: int
+    seconds: float  # for args.epochs epochs
+    peak_mem: str
+    delta: torch.Tensor  # (models, d) parameters reached, minus the start
+    matmul: float  # GFLOP/s of the matmul measured just before and after (their mean)
+
+
+def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device) -> Row:
+    """One variant's retraining of all M removals, shard after shard, with ``kernel``."""
+    m, n, epochs = removed.shape[0], ds.n_train, train.epochs
+    run = base if v == "cold" else BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
+    schedule = Schedule(max(1, epochs // 2) if v == "cold" else epochs, 1.0)
+    b = min(n, 2 * (cfg.train.batch_size or n))  # untimed warm-up on a slice of the data
+    warm_run = BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
+    retrain(
+        "warm" if v == "cold" else v,  # cold replays the base order over all N examples
+        problem,
+        warm_run,
+        ds.x_train[:b],
+        ds.t_train[:b],
+        torch.zeros(min(m, 2), 1, dtype=torch.long, device=device),
+        train=train,
+        damping=cfg.damping,
+        schedule=Schedule(1, 1.0),
+        kernel=kernel,
+    )
+    dtype = base.theta_s.dtype
+    before = matmul_gflops(device, dtype)
+    seconds, peaks, deltas = 0.0, [], []
+    for part in torch.tensor_split(removed, shards):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        dt, res = timed(
+            lambda part=part: retrain(
+                v,
+                problem,
+                run,
+                ds.x_train,
+                ds.t_train,
+                part.to(device),
+                train=train,
+                damping=cfg.damping,
+                schedule=schedule,
+                kernel=kernel,
+            ),
+            device,
+        )
+        seconds += dt
+        deltas.append(res.delta)
+        if device.type == "cuda":
+            peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
+    total = epochs + (schedule.epochs if v == "cold" else 0)
+    peak_txt = " ".join(f"{p:.2f}" for p in peaks) + " GiB" if peaks else "n/a (cpu)"
+    mm = (before + matmul_gflops(device, dtype)) / 2
+    return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas), mm)
+
+
+def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
     print()
     print(
-        f"{'computation':17s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
-        f"{'GFLOP/s':>9s} {'÷ matmul':>9s}  peak memory"
+        f"{'computation':17s} {'kernel':>9s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
+        f"{'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s}  "
+        "peak memory (per shard)"
     )
-    rates = {}
-    for label, models, seconds, peak_mem in rows:
-        per_epoch = seconds / args.epochs
-        rate = models / per_epoch
-        rates[label] = per_epoch / models
+    first: dict[str, torch.Tensor] = {}
+    for r in rows:
+        per_epoch = r.seconds / epochs
+        rate = r.models / per_epoch
         achieved = rate * n * fpe / 1e9
+        ref = first.setdefault(r.label, r.delta)
+        diff = float((r.delta - ref).abs().max())
         print(
-            f"{label:17s} {models:6d} {per_epoch:9.3f} {rate:11.3f} {achieved:9.2f} "
-            f"{achieved / peak:9.1%}  {peak_mem}"
+            f"{r.label:17s} {r.kernel:>9s} {r.models:6d} {per_epoch:9.3f} {rate:11.3f} "
+            f"{achieved:9.2f} {r.matmul:8.1f} {achieved / r.matmul:9.1%} {diff:13.2e}  "
+            f"{r.peak_mem}"
         )
+
+
+def print_gnh(problem, theta, ds, cfg, m, device) -> None:
+    """One damped-GNH product on R = M right-hand sides, as LiSSA calls it (module docstring)."""
+    solver = cfg.influence.solver
+    b = min(ds.n_train, getattr(solver, "batch_size", None) or cfg.train.batch_size or ds.n_train)
+    x, t = ds.x_train[:b], ds.t_train[:b]
+    v = torch.randn(m, theta.numel(), generator=torch.Generator().manual_seed(1)).to(theta)
+    with FlopCounterMode(display=False) as counter:
+        gnh_product(problem, theta, x, t, v)
+    flops = counter.get_total_flops()
+    gnh_product(problem, theta, x, t, v)  # warm-up
+    peak = matmul_gflops(device, theta.dtype)
+    best = min(timed(lambda: gnh_product(problem, theta, x, t, v), device)[0] for _ in range(3))
+    rate = flops / best / 1e9
+    depth, repeats = getattr(solver, "depth", 0), getattr(solver, "repeats", 1)
+    print(
+        f"\nGNH product (R = {m} right-hand sides, batch {b}): {best * 1e3:.1f} ms, "
+        f"{flops / 1e9:.3g} GFLOP, {rate:.2f} GFLOP/s = {rate / peak:.1%} of the matmul "
+        f"({peak:.1f} GFLOP/s)"
+        + (
+            f"; a LiSSA solve of depth {depth} × {repeats} repeat(s) ≈ "
+            f"{best * depth * repeats:.0f} s of products"
+            if depth
+            else ""
+        )
+    )
+
+
+def extrapolate(
+    rows: list[Row], kernel: str, epochs: int, cfg, m: int, n: int, full_n: int
+) -> None:
+    rates = {r.label: r.seconds / epochs / r.models for r in rows if r.kernel == kernel}
     k = cfg.train.epochs
     half = max(1, round(k * cfg.retrain.epochs_fraction))
     warm = rates.get("warm")
-    if warm is not None:
-        lengths = {"cold": k + half, "warm": half, "proximal": half, "pbrf_paper": half}
-        per = {v: rates.get(v, warm) for v in lengths}
-        per |= {v: rates.get(v, rates.get("pbrf", warm)) for v in ("pbrf", "linearized_pbrf")}
-        lengths |= {"pbrf": half, "linearized_pbrf": half}
-        total = rates["base"] * k + sum(m * lengths[v] * per[v] for v in lengths)
-        print(
-            f"\nwhole row (K = {k}, M = {m}, PBRF length taken as K/2) with N = {n}: "
-            f"≈ {total / 3600:.2f} h of training on this device before curvature, influence and "
-            f"aggregation; ≈ {total * full_n / n / 3600:.2f} h at N = {full_n} without "
-            "--train-size (time ∝ N)"
-        )
+    if warm is None:
+        return
+    lengths = {"cold": k + half, "warm": half, "proximal": half, "pbrf_paper": half}
+    per = {v: rates.get(v, warm) for v in lengths}
+    per |= {v: rates.get(v, rates.get("pbrf", warm)) for v in ("pbrf", "linearized_pbrf")}
+    lengths |= {"pbrf": half, "linearized_pbrf": half}
+    total = rates["base"] * k + sum(m * lengths[v] * per[v] for v in lengths)
+    print(
+        f"\nwhole row with kernel {kernel} (K = {k}, M = {m}, PBRF length taken as K/2) with "
+        f"N = {n}: ≈ {total / 3600:.2f} h of training on this device before curvature, influence "
+        f"and aggregation; ≈ {total * full_n / n / 3600:.2f} h at N = {full_n} without "
+        "--train-size (time ∝ N)"
+    )
 
 
 if __name__ == "__main__":

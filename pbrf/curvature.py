@@ -41,12 +41,31 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
-    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean)."""
-    ys, pullback = vjp(lambda th: problem.f(th, x), theta)
-    dy = vmap(lambda vi: jvp(lambda th: problem.f(th, x), (theta,), (vi,))[1])(v)
+def gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
+    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean).
+
+    One forward pass at θ is shared by the k products (``vmap`` over the vectors only). When the
+    problem has ``f_params``, the products run on one tensor per parameter and the k results
+    are written into one ``(k, d)`` array (no flat gather of k parameter-sized gradients)."""
+    if problem.f_params is None or problem.spec is None:
+        ys, pullback = vjp(lambda th: problem.f(th, x), theta)
+        dy = vmap(lambda vi: jvp(lambda th: problem.f(th, x), (theta,), (vi,))[1])(v)
+        hdy = vmap(lambda dyi: problem.loss.output_hvp(ys, t, dyi))(dy)
+        return vmap(lambda c: pullback(c)[0])(hdy)
+    spec, f_params = problem.spec, problem.f_params
+
+    def f(params: dict[str, Tensor]) -> Tensor:
+        return f_params(params, x)
+
+    params = spec.unflatten(theta)
+    ys, pullback = vjp(f, params)
+    dy = vmap(lambda vi: jvp(f, (params,), (vi,))[1])(spec.unflatten(v))
     hdy = vmap(lambda dyi: problem.loss.output_hvp(ys, t, dyi))(dy)
-    return vmap(lambda c: pullback(c)[0])(hdy)
+    grads = vmap(lambda c: pullback(c)[0])(hdy)
+    out = torch.empty_like(v)
+    for name, piece in spec.unflatten(out).items():
+        piece.copy_(grads[name])
+    return out
 
 
 def gnh_product(
@@ -54,9 +73,10 @@ def gnh_product(
 ) -> Tensor:
     """``G V`` for ``V (k, d)`` over the examples ``(x, t)``; ``G`` includes the weight decay."""
     n = x.shape[0]
-    out = problem.weight_decay * v
+    out = problem.weight_decay * v if problem.weight_decay else None
     for sl in _chunks(n, chunk_size):
-        out = out + _gnh_chunk(problem, theta, x[sl], t[sl], v) / n
+        part = gnh_chunk(problem, theta, x[sl], t[sl], v).div_(n)
+        out = part if out is None else out.add_(part)
     return out
 
 

@@ -31,6 +31,30 @@ class FirstOrderOptimizer:
         if self.kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.kind!r}; choose one of {OPTIMIZERS}")
 
+    def step_(self, theta: Tensor, grad: Tensor, lr: float) -> None:
+        """:meth:`step` in place: ``theta`` is updated and ``grad`` overwritten; the arithmetic
+        (operations and their order) is that of :meth:`step`, so the results are bitwise equal."""
+        self.steps += 1
+        if self.kind == "sgd":
+            theta.sub_(grad.mul_(lr))
+            return
+        if self.kind == "momentum":
+            buf = self.state.get("v")
+            if buf is None:
+                buf = self.state["v"] = grad.clone()
+            else:
+                buf.mul_(self.momentum).add_(grad)
+            theta.sub_(torch.mul(buf, lr, out=grad))
+            return
+        b1, b2 = self.betas
+        m = self.state.setdefault("m", torch.zeros_like(theta))
+        v = self.state.setdefault("v", torch.zeros_like(theta))
+        m.mul_(b1).add_((1 - b1) * grad)
+        v.mul_(b2).add_((1 - b2) * grad * grad)
+        m_hat = m / (1 - b1**self.steps)
+        v_hat = v / (1 - b2**self.steps)
+        theta.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
+
     def step(self, theta: Tensor, grad: Tensor, lr: float) -> Tensor:
         """Return the updated parameters (a new tensor); ``theta`` and ``grad`` are ``(M, d)``."""
         self.steps += 1

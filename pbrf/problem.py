@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from pbrf.losses import OutputLoss
 from pbrf.params import ParamSpec, functional_model
@@ -33,11 +34,18 @@ class Problem:
     loss: OutputLoss
     weight_decay: float = 0.0
     spec: ParamSpec | None = None
+    # f on a name → tensor dict (the layout of ``spec``): lets a caller differentiate with
+    # respect to each parameter tensor, skipping the flat vector's gather (pbrf.kernels)
+    f_params: Callable[[dict[str, Tensor], Tensor], Tensor] | None = None
 
     @classmethod
     def from_module(cls, module: nn.Module, loss: OutputLoss, weight_decay: float = 0.0) -> Problem:
         f, spec = functional_model(module)
-        return cls(f=f, loss=loss, weight_decay=weight_decay, spec=spec)
+
+        def f_params(params: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(module, params, (x,))
+
+        return cls(f=f, loss=loss, weight_decay=weight_decay, spec=spec, f_params=f_params)
 
     def outputs(self, theta: Tensor, x: Tensor) -> Tensor:
         return self.f(theta, x)

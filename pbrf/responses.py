@@ -41,6 +41,7 @@ from torch.func import grad_and_value, vmap
 
 from pbrf.checkpoints import checkpoint_epochs, tracin_checkpoints
 from pbrf.estimators.base import Checkpoint
+from pbrf.kernels import choose_kernel, make_stepper
 from pbrf.lbfgs import lbfgs_stacked
 from pbrf.objectives import (
     Batch,
@@ -276,9 +277,11 @@ def train_base(
     t: Tensor,
     train: TrainSettings,
     progress: Progress | None = None,
+    kernel: str = "auto",
 ) -> BaseRun:
     """Train θˢ from θ⁰ on all N examples for K epochs, recording the batch order and
-    ``train.checkpoints`` TracIn checkpoints (:mod:`pbrf.checkpoints`)."""
+    ``train.checkpoints`` TracIn checkpoints (:mod:`pbrf.checkpoints`). ``kernel``: the training
+    step of :mod:`pbrf.kernels` (``reference``, ``vmap``, ``loop`` or ``auto``)."""
     n = x.shape[0]
     none = torch.empty(1, 0, dtype=torch.long)
     obj, _, _ = variant_objective("cold", problem, theta0, 0.0, 0.0)
@@ -295,8 +298,9 @@ def train_base(
     orders = epoch_orders(n, train.seed, range(train.epochs))
     settings = sgd_settings(train)
     snapshots = checkpoint_epochs(train.epochs, train.checkpoints) if train.checkpoints else ()
+    kernel = choose_kernel(kernel, theta0.numel(), train.batch_size, n, models=1)
     res = train_stacked(
-        obj,
+        make_stepper("cold", problem, theta0, 0.0, 0.0, kernel, obj),
         zero,
         x,
         t,
@@ -337,8 +341,12 @@ def retrain(
     schedule: Schedule,
     epsilon: float | None = None,
     progress: Progress | None = None,
+    kernel: str = "auto",
 ) -> Response:
     """Optima of ``variant`` for each of the M removal sets in ``removed (M, k)``, all at once.
+
+    ``kernel`` picks the training step of :mod:`pbrf.kernels` (``reference``, ``vmap``, ``loop``
+    or ``auto``); every kernel gives the same optima up to rounding.
 
     ``epsilon`` defaults to 1/N (removal). Cold start replays ``base.orders`` for its first K
     epochs, then continues with epochs K.. of the same seed; the others start from θˢ on those
@@ -347,7 +355,7 @@ def retrain(
     if variant == "two_stage":
         return _two_stage(
             problem, base, x, t, removed, train=train, damping=damping, schedule=schedule,
-            epsilon=epsilon, progress=progress,
+            epsilon=epsilon, progress=progress, kernel=kernel,
         )  # fmt: skip
     n = x.shape[0]
     eps = 1.0 / n if epsilon is None else epsilon
@@ -386,8 +394,9 @@ def retrain(
     settings = sgd_settings(train, schedule.lr_factor)
     done = len(orders) - extra  # epochs before the ones run from θˢ (cold: the K replayed)
     monitor = (done, done + (9 * extra) // 10, done + extra)
+    kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, models=m)
     res: TrainResult = train_stacked(
-        objective,
+        make_stepper(variant, problem, anchor, eps, damping, kernel, objective),
         delta0,
         x,
         t,
@@ -429,6 +438,7 @@ def _two_stage(
     schedule: Schedule,
     epsilon: float | None,
     progress: Progress | None,
+    kernel: str,
 ) -> Response:
     """Two-stage LOO (Appendix F.2): M warm-started removals and one full-data run (ε = 0 via a
     removal row that matches no example), trained as one vectorized run on the same batches;
@@ -437,7 +447,7 @@ def _two_stage(
     full = torch.full((1, removed.shape[1]), NO_REMOVAL, dtype=removed.dtype, device=removed.device)
     res = retrain(
         "warm", problem, base, x, t, torch.cat([removed, full]), train=train, damping=damping,
-        schedule=schedule, epsilon=epsilon, progress=progress,
+        schedule=schedule, epsilon=epsilon, progress=progress, kernel=kernel,
     )  # fmt: skip
     return Response(
         res.delta[:m] - res.delta[m:],

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.func import grad_and_value, vmap
 
+from pbrf.kernels import AnyStepper, LinearizedStepper, Stepper
 from pbrf.objectives import Batch, removal_weights
 from pbrf.optim import FirstOrderOptimizer, step_lr
 from pbrf.schedule import batches_of
@@ -80,7 +80,7 @@ def check_finite(values: Tensor, *, label: str, epoch: int, lr: float | None) ->
 
 
 def train_stacked(
-    objective: StackedObjective,
+    objective: StackedObjective | AnyStepper,
     theta0: Tensor,
     x: Tensor,
     t: Tensor,
@@ -115,6 +115,10 @@ def train_stacked(
 
     ``snapshots`` lists numbers of completed epochs (0 = before training) at which a copy of the
     parameters is kept (TracIn's checkpoints); the run itself is unchanged.
+
+    ``objective`` is either one model's objective (stepped as ``vmap(grad_and_value)``, the
+    reference) or a stepper of :mod:`pbrf.kernels` (a fast kernel: in-place updates, and the
+    start-of-run objective from one shared forward pass when all models start equal).
     """
     n = x.shape[0]
     theta = theta0.clone()
@@ -123,8 +127,8 @@ def train_stacked(
     opt = FirstOrderOptimizer(
         settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps
     )
-    step = vmap(grad_and_value(objective), in_dims=(0, None, 0, 0, 0))
-    value = vmap(objective, in_dims=(0, None, 0, 0, 0))
+    fast = isinstance(objective, (Stepper, LinearizedStepper))
+    stepper = objective if fast else Stepper(objective, "reference")
 
     def batches(order: Tensor):
         for idx in batches_of(order, settings.batch_size):
@@ -138,14 +142,17 @@ def train_stacked(
                 w = torch.ones(theta.shape[0], idx.numel(), dtype=theta.dtype, device=theta.device)
             yield batch, w
 
-    def full_objective(params: Tensor) -> Tensor:
+    def full_objective(params: Tensor, shared: bool = False) -> Tensor:
+        value = stepper.shared_value if shared else stepper.value
+        args = (params[0] if shared else params, removed_x, removed_t)
         with torch.no_grad():
-            vals = [value(params, b, w, removed_x, removed_t) for b, w in batches(orders[0])]
+            vals = [value(args[0], b, w, *args[1:]) for b, w in batches(orders[0])]
         return torch.stack(vals).mean(0)
 
     monitored: dict[int, Tensor] = {}
     if 0 in monitor and orders:
-        monitored[0] = full_objective(theta)
+        shared = fast and bool((theta == theta[:1]).all())
+        monitored[0] = full_objective(theta, shared)
     kept: dict[int, Tensor] = {0: theta.detach().clone()} if 0 in snapshots else {}
     history = []
     for e, order in enumerate(orders):
@@ -154,8 +161,11 @@ def train_stacked(
         total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
         steps = 0
         for batch, w in batches(order):
-            grads, values = step(theta, batch, w, removed_x, removed_t)
-            theta = opt.step(theta, grads, lr)
+            grads, values = stepper.grad_and_value(theta, batch, w, removed_x, removed_t)
+            if fast:
+                opt.step_(theta, grads, lr)
+            else:
+                theta = opt.step(theta, grads, lr)
             total += values.detach()
             steps += 1
         mean = total / steps

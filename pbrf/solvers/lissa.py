@@ -123,7 +123,9 @@ def lissa(
     for r in range(repeats):
         h = v2.clone()
         for t in range(1, depth + 1):
-            h = v2 + (1 - damping / sigma) * h - matvec(h) / sigma
+            # h ← v + (1 − λ/σ) h − A h / σ, in place (same operations and order)
+            ah = matvec(h) / sigma  # before h changes: a matvec may return its input
+            h = h.mul_(1 - damping / sigma).add_(v2).sub_(ah)
             if t % check_every == 0 or t == depth:
                 bound = min(t + 1, cap) * divergence_slack
                 ratio = h.norm(dim=-1) / safe
@@ -142,7 +144,7 @@ def lissa(
                     )
             if progress is not None:
                 progress(r * depth + t, repeats * depth)
-        total = total + h / sigma
+        total += h / sigma
     x = total / repeats
     return LissaResult(
         x if v.dim() == 2 else x[0],
