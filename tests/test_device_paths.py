@@ -16,14 +16,14 @@ import torch
 
 from pbrf.kernels import make_stepper
 from pbrf.losses import get_loss
-from pbrf.memory import GiB, retrain_memory, shards_for
 from pbrf.models import build_model
 from pbrf.objectives import Batch, removal_weights
 from pbrf.optim import FirstOrderOptimizer
 from pbrf.params import flat_params
-from pbrf.presets import load_preset
 from pbrf.problem import Problem
 from pbrf.responses import variant_objective
+from pbrf.study.memory import GiB, retrain_memory, shards_for
+from pbrf.study.presets import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

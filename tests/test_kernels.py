@@ -19,7 +19,6 @@ import pytest
 import torch
 from tiny_problems import tiny_data, tiny_problem
 
-from pbrf.config import TrainConfig
 from pbrf.curvature import gnh_chunk
 from pbrf.kernels import (
     LOOP_MIN_WORK,
@@ -37,6 +36,7 @@ from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.responses import BaseRun, Schedule, retrain, train_base, variant_objective
 from pbrf.solvers.lissa import lissa
+from pbrf.study.config import TrainConfig
 
 RTOL, ATOL = 1e-9, 1e-12
 N = 30
