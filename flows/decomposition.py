@@ -43,7 +43,11 @@ class DecompositionParams(BaseModel):
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     drift_check: bool = Field(
         False,
-        description="compare with the previous run of this preset and code; mark drift",
+        description="compare with the last accepted run of this preset and code; mark drift",
+    )
+    accept_baseline: bool = Field(
+        False,
+        description="with drift_check: make this run the baseline even if it drifted",
     )
 
     def config(self):
@@ -129,4 +133,5 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         env=env,
         check=params.drift_check,
         result=result,
+        accept=params.accept_baseline,
     )
