@@ -148,6 +148,12 @@ CASES: dict[str, Case] = {
         f"{RUN} --set select.seed=-1", 2, ("select.seed: Input should be",)
     ),
     "model-seed-negative": Case(f"{RUN} --set model.seed=-1", 2, ("model.seed: Input should be",)),
+    "estimate-over-budget": Case(
+        f"{RUN} --set train.epochs=1000000000",
+        2,
+        ("estimate: ≈ ", " h of training", "above --max-hours 2", "pass --yes"),
+    ),
+    "max-hours-not-positive": Case(f"{RUN} --max-hours 0", 2, ("--max-hours must be a posit",)),
     "value-out-of-range": Case(f"{RUN} --set damping=-1", 2, ("damping: Input should be greater",)),
     "unknown-key": Case(f"{RUN} --set train.no_such_key=1", 2, ("train.no_such_key: Extra",)),
     "override-without-value": Case(f"{RUN} --set train.epochs", 2, ("key.path=value",)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -121,6 +122,22 @@ def print_recomputed(nodes: dict) -> None:
             print(f"pbrf: {node}: {reason}; recomputed", file=sys.stderr)
 
 
+def check_budget(cfg, max_hours: float, yes: bool):
+    """The run's estimate (:mod:`tasks.forecast`); above ``max_hours`` it stops, before anything
+    is created, unless ``yes`` (exit 2 naming both flags)."""
+    from tasks.forecast import forecast
+
+    if not math.isfinite(max_hours) or max_hours <= 0:
+        raise ConfigError(f"--max-hours must be a positive number of hours, got {max_hours}")
+    fc = forecast(cfg)
+    if fc.seconds > max_hours * 3600 and not yes:
+        raise ConfigError(
+            f"{fc.line()}: above --max-hours {max_hours:g}; pass --yes to run it anyway, "
+            "raise --max-hours, or lower train.epochs or select.num_removals"
+        )
+    return fc
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import settings
 
@@ -132,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from(args, device)  # validate before starting anything
     check_device(cfg.device)
     check_environment()
+    fc = check_budget(cfg, getattr(args, "max_hours", 2.0), getattr(args, "yes", False))
     from flows.decomposition import DecompositionParams
 
     params = DecompositionParams(
@@ -159,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         decomposition,
         params,
         out,
-        f"pbrf run {params.preset}",
+        f"pbrf run {params.preset} [{fc.short()}]",
         lambda: progress_phrase(out, plan),
         **options,
     )
