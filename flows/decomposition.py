@@ -114,13 +114,14 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         record = fut.result()
         nodes[node_id] = {**record, "state": fut.state.name}
     from flows.drift import code_note, record_run
-    from flows.publish import publish
+    from flows.publish import artifact_scope, publish
     from tasks.context import environment
 
-    publish(out, cfg, plan, note=code_note())
+    scope = artifact_scope(params.preset, params.scale)
+    publish(out, cfg, plan, scope=scope, note=code_note())
     from flows.publish_studies import publish_studies
 
-    publish_studies(out, cfg, plan)
+    publish_studies(out, cfg, plan, scope=scope)
     result = {"out": os.fspath(out), "config": config, "nodes": nodes}
     result["flow_run_id"] = str(flow_run.id) if flow_run.id else None
     env = {**environment(cfg.device), "threads": threads}
@@ -134,4 +135,5 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         check=params.drift_check,
         result=result,
         accept=params.accept_baseline,
+        scope=scope,
     )

@@ -4,7 +4,7 @@ After publishing, the flow writes a record (:mod:`tasks.history`) into the histo
 ``$PBRF_HISTORY``, else ``history/`` beside the run directory (``runs/history`` for the default
 ``runs/<preset>``). With ``drift_check`` (what the nightly deployment sets) it then compares the
 run with its baseline — the last *accepted* run of the same preset, scale and code — publishes
-a ``<name>-drift`` markdown artifact naming the baseline with the table of what moved, and ends
+a ``<scope>-drift`` markdown artifact naming the baseline with the table of what moved, and ends
 the flow run ``Failed`` with a message starting ``Drifted:`` when something moved beyond its
 interval, else ``Completed`` saying "no drift" or that this run is the first of its code.
 
@@ -97,10 +97,12 @@ def record_run(
     check: bool,
     result: dict[str, Any],
     accept: bool = False,
+    scope: str | None = None,
 ) -> State | dict[str, Any]:
     """Record the run; with ``check``, compare it with its baseline (the last accepted run) and
     return the final state (its data is ``result``). Without ``check``, return ``result``
-    unchanged. ``accept``: this run becomes the baseline whatever it shows."""
+    unchanged. ``accept``: this run becomes the baseline whatever it shows. ``scope``: the prefix
+    of the drift artifact's key (the run's other artifacts share it)."""
     from prefect.runtime import flow_run
 
     res = Results.read(out, cfg, plan)
@@ -129,7 +131,7 @@ def record_run(
     moved = table[table["moved"]]["metric"].tolist()
     history.write_record(folder, {**record, "accepted": accept or not moved})
     changes = history.config_changes(prev, record)
-    key = "".join(c if c.isalnum() else "-" for c in cfg.name.lower()).strip("-")
+    key = scope or "".join(c if c.isalnum() else "-" for c in cfg.name.lower()).strip("-")
     create_markdown_artifact(
         drift_markdown(table, prev, record, changes),
         key=f"{key}-drift",

@@ -182,12 +182,14 @@ def test_ui_run_of_a_served_deployment_with_custom_parameters(
         assert run.state.type.value == "COMPLETED", f"{run.state}\n{log}"
         assert run.name.startswith(f"digits-mlp-smoke-{dt.date.today():%Y-%m-%d}")
 
-        table = json.loads(asyncio.run(_artifact(run.id, "digits-mlp-table5-gaps")).data)
-        assert "warm_start" in {r["gap"] for r in table}
+        table = json.loads(
+            asyncio.run(_artifact(run.id, "digits-mlp-smoke-decomposition-table5-gaps")).data
+        )
+        assert "warm_start" in {r["Gap"] for r in table}
         assert all(r["n"] == 4 for r in table)  # the custom select.num_removals reached the run
         for r in table:  # rounded to the interval: at most a few significant digits
-            assert all(len(repr(r[k])) <= 12 for k in ("mean", "ci_low", "ci_high"))
-        report = asyncio.run(_artifact(run.id, "digits-mlp-report"))
+            assert all(len(repr(r[k])) <= 12 for k in ("Mean", "CI low", "CI high"))
+        report = asyncio.run(_artifact(run.id, "digits-mlp-smoke-decomposition-report"))
         assert str(report.data).count("](data:image/png;base64,") == 2  # both figures inline
         assert (out / "report" / "report.md").is_file()
     finally:
@@ -307,7 +309,7 @@ def test_a_drifted_nightly_is_listed_by_the_ui_default_filter_and_not_green(
         listed = {r["id"]: r for r in _ui_default_runs(server, str(nightly.id))}
         assert str(drifted.id) in listed and str(first.id) in listed, list(listed)
         assert listed[str(drifted.id)]["state_type"] not in ("COMPLETED", "SCHEDULED")
-        artifact = asyncio.run(_artifact(drifted.id, "digits-mlp-drift"))
+        artifact = asyncio.run(_artifact(drifted.id, "digits-mlp-smoke-decomposition-drift"))
         assert f"Baseline: **{first.name}**" in str(artifact.data)
     finally:
         _stop(serve)

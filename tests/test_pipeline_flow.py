@@ -62,10 +62,10 @@ def test_flow_runs_every_node_with_the_registrys_edges(harness: None, out: Path)
     assert edges == {n.id: set(n.upstream) for n in plan}
     from prefect.artifacts import Artifact
 
-    table5 = Artifact.get("digits-mlp-table5-gaps")
-    assert table5 is not None and "warm_start" in str(table5.data) and "ci_low" in str(table5.data)
-    assert Artifact.get("digits-mlp-table2-correlations") is not None
-    report = Artifact.get("digits-mlp-report")
+    table5 = Artifact.get("digits-mlp-smoke-decomposition-table5-gaps")
+    assert table5 is not None and "warm_start" in str(table5.data) and "CI low" in str(table5.data)
+    assert Artifact.get("digits-mlp-smoke-decomposition-table2-correlations") is not None
+    report = Artifact.get("digits-mlp-smoke-decomposition-report")
     assert report is not None and "Table 5" in str(report.data)
 
 
@@ -134,14 +134,16 @@ def test_drift_check_passes_a_rerun_and_flags_a_perturbed_setting(
     first = nightly()
     assert first.name == "Completed" and "first run of digits-mlp-smoke" in first.message
     again = nightly()  # same code and config: bit-identical tables
-    assert again.name == "Completed" and again.message.startswith("no drift vs baseline digits-mlp-smoke")
+    assert again.name == "Completed" and again.message.startswith(
+        "no drift vs baseline digits-mlp-smoke"
+    )
     assert again.result()["drift"]["moved"] == []
     perturbed = nightly(damping=0.01)
     # Failed with the standard name: listed by the UI's name filter, red, not green
     assert perturbed.type.value == "FAILED" and perturbed.name == "Failed", perturbed
     assert perturbed.message.startswith("Drifted: "), perturbed.message
     assert "gap proximity" in perturbed.result(raise_on_failure=False)["drift"]["moved"]
-    drift = Artifact.get("digits-mlp-drift")
+    drift = Artifact.get("digits-mlp-smoke-decomposition-drift")
     assert drift is not None and "config.damping: 0.001 → 0.01" in str(drift.data)
     assert "**moved**" in str(drift.data) and "Baseline: **" in str(drift.data)
     baseline = str(drift.data).split("Baseline: **", 1)[1].split("**", 1)[0]
