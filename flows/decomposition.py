@@ -44,7 +44,11 @@ class DecompositionParams(BaseModel):
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     drift_check: bool = Field(
         False,
-        description="compare with the previous run of this preset and code; mark drift",
+        description="compare with the last accepted run of this preset and code; mark drift",
+    )
+    accept_baseline: bool = Field(
+        False,
+        description="with drift_check: make this run the baseline even if it drifted",
     )
 
     def config(self):
@@ -111,13 +115,14 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         record = fut.result()
         nodes[node_id] = {**record, "state": fut.state.name}
     from flows.drift import code_note, record_run
-    from flows.publish import publish
+    from flows.publish import artifact_scope, publish
     from tasks.engine.context import environment
 
-    publish(out, cfg, plan, note=code_note())
+    scope = artifact_scope(params.preset, params.scale)
+    publish(out, cfg, plan, scope=scope, note=code_note())
     from flows.publish_studies import publish_studies
 
-    publish_studies(out, cfg, plan)
+    publish_studies(out, cfg, plan, scope=scope)
     result = {"out": os.fspath(out), "config": config, "nodes": nodes}
     result["flow_run_id"] = str(flow_run.id) if flow_run.id else None
     env = {**environment(cfg.device), "threads": threads}
@@ -130,4 +135,6 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
         env=env,
         check=params.drift_check,
         result=result,
+        accept=params.accept_baseline,
+        scope=scope,
     )

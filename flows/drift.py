@@ -3,10 +3,19 @@
 After publishing, the flow writes a record (:mod:`tasks.reports.history`) into the history directory —
 ``$PBRF_HISTORY``, else ``history/`` beside the run directory (``runs/history`` for the default
 ``runs/<preset>``). With ``drift_check`` (what the nightly deployment sets) it then compares the
-run with the previous run of the same preset, scale and code, publishes a ``<name>-drift``
-markdown artifact with the table of what moved, and ends the flow run in a ``Completed`` state
-named ``Drifted`` (something moved beyond its interval) or ``Completed`` with a message saying
-"no drift" or that this run is the first of its code.
+run with its baseline — the last *accepted* run of the same preset, scale and code — publishes
+a ``<scope>-drift`` markdown artifact naming the baseline with the table of what moved, and ends
+the flow run ``Failed`` with a message starting ``Drifted:`` when something moved beyond its
+interval, else ``Completed`` saying "no drift" or that this run is the first of its code.
+
+Failed, not a Completed state with a custom name: Prefect's UI filters runs by state *name*
+from a fixed list ("All except scheduled" is every listed name but Scheduled), so a custom name
+is hidden from a deployment's default Runs view, and a Completed type shows green.
+
+A run is accepted — becomes the baseline of the next — when it is the first of its code, shows
+no drift, or is run with ``accept_baseline`` (the flow parameter a person sets after reviewing
+an intended change). A drifted run is not accepted: the next ordinary nightly is compared with
+the same baseline, not with the perturbed run.
 """
 
 import os
@@ -15,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Completed, State
+from prefect.states import Completed, Failed, State
 
 from tasks.reports import history
 from tasks.reports.results import Results, interval_decimals
@@ -50,6 +59,10 @@ def drift_markdown(table: pd.DataFrame, prev: dict, cur: dict, changes: list[str
     lines = [
         f"## Drift check: {cur['run_name']} vs {prev['run_name']}",
         "",
+        f"Baseline: **{prev['run_name']}** (run {prev['run_id']}, {prev['time']}), the last "
+        "accepted run of this series and code; a run started with `accept_baseline` becomes "
+        "the next baseline.",
+        "",
         f"Series `{cur['series']}`, code {cur['code']['hash']} "
         f"(git {cur['code']['git'] or 'n/a'}); previous run at {prev['time']}.",
         "",
@@ -83,9 +96,13 @@ def record_run(
     env: dict[str, Any],
     check: bool,
     result: dict[str, Any],
+    accept: bool = False,
+    scope: str | None = None,
 ) -> State | dict[str, Any]:
-    """Record the run; with ``check``, compare it with the previous one and return the final
-    state (its data is ``result``). Without ``check``, return ``result`` unchanged."""
+    """Record the run; with ``check``, compare it with its baseline (the last accepted run) and
+    return the final state (its data is ``result``). Without ``check``, return ``result``
+    unchanged. ``accept``: this run becomes the baseline whatever it shows. ``scope``: the prefix
+    of the drift artifact's key (the run's other artifacts share it)."""
     from prefect.runtime import flow_run
 
     res = Results.read(out, cfg, plan)
@@ -99,32 +116,37 @@ def record_run(
         checked=check,
     )
     folder = history_dir(out)
-    history.write_record(folder, record)
     if not check:
+        history.write_record(folder, record)
         return result
     prev = history.previous(folder, record)
     if prev is None:
+        history.write_record(folder, {**record, "accepted": True})
         message = (
             f"no drift check: first run of {record['series']} with code "
             f"{record['code']['hash']} (recorded as the baseline)"
         )
         return Completed(message=message, data={**result, "drift": None})
     table = history.compare(prev, record)
+    moved = table[table["moved"]]["metric"].tolist()
+    history.write_record(folder, {**record, "accepted": accept or not moved})
     changes = history.config_changes(prev, record)
-    key = "".join(c if c.isalnum() else "-" for c in cfg.name.lower()).strip("-")
+    key = scope or "".join(c if c.isalnum() else "-" for c in cfg.name.lower()).strip("-")
     create_markdown_artifact(
         drift_markdown(table, prev, record, changes),
         key=f"{key}-drift",
-        description=f"{record['run_name']}: drift vs {prev['run_name']}",
+        description=f"{record['run_name']}: drift vs baseline {prev['run_name']}",
     )
-    moved = table[table["moved"]]["metric"].tolist()
-    data = {**result, "drift": {"previous": prev["run_name"], "moved": moved}}
+    data = {**result, "drift": {"previous": prev["run_name"], "moved": moved, "accepted": accept}}
     if moved:
         shown = ", ".join(moved[:5]) + (" …" if len(moved) > 5 else "")
         message = (
-            f"drift vs {prev['run_name']}: {len(moved)} of {len(table)} numbers moved beyond "
-            f"their 95 % interval ({shown})"
+            f"{DRIFTED}: {len(moved)} of {len(table)} numbers moved beyond their 95 % interval "
+            f"vs baseline {prev['run_name']} ({shown})"
+            + ("; accepted as the new baseline" if accept else "")
         )
-        return Completed(name=DRIFTED, message=message, data=data)
-    message = f"no drift vs {prev['run_name']}: all {len(table)} numbers within their intervals"
+        return Failed(message=message, data=data)
+    message = (
+        f"no drift vs baseline {prev['run_name']}: all {len(table)} numbers within their intervals"
+    )
     return Completed(message=message, data=data)

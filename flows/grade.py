@@ -47,7 +47,7 @@ class GradeParams(BaseModel):
         default_factory=dict,
         description='dotted config keys to override, e.g. {"grade.estimators.cg.tol": 1e-6}',
     )
-    out: str | None = Field(None, description="run directory (default: runs/PRESET)")
+    out: str | None = Field(None, description="run directory (default: runs/PRESET[-SCALE]-grade)")
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     isolate_costs: bool = Field(
@@ -92,7 +92,7 @@ class GradeParams(BaseModel):
         if self.out:
             return Path(self.out)
         suffix = f"-{self.scale}" if self.scale else ""
-        return Path("runs") / f"{self.preset}{suffix}"
+        return Path("runs") / f"{self.preset}{suffix}-grade"  # never the decomposition's
 
 
 def _run_name() -> str:
@@ -156,18 +156,19 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
     for node_id in plan.nodes:
         fut = futures[node_id]
         nodes[node_id] = {**fut.result(), "state": fut.state.name}
-    from flows.publish import publish
+    from flows.publish import artifact_scope, publish
 
-    publish(out, cfg, plan)
-    publish_grades(out, cfg, plan)
+    scope = artifact_scope(params.preset, params.scale)
+    publish(out, cfg, plan, scope=scope)
+    publish_grades(out, cfg, plan, scope=scope)
     return {"out": os.fspath(out), "config": config, "nodes": nodes, "notes": notes}
 
 
-def publish_grades(out: Path, cfg: Any, plan: Any) -> None:
-    """The grading table as a Prefect table artifact, and its report section as Markdown."""
+def publish_grades(out: Path, cfg: Any, plan: Any, *, scope: str) -> None:
+    """The grading table as a Prefect table artifact, and its report section as Markdown
+    (keys ``SCOPE-grades``, ``SCOPE-grading``)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from flows.publish import _key
     from tasks import schemas
     from tasks.engine.manifest import read_output
     from tasks.reports.grade_report import grading_markdown
@@ -177,21 +178,21 @@ def publish_grades(out: Path, cfg: Any, plan: Any) -> None:
     table = read_output(out, node, "grades", schemas.GRADES)
     rows = [
         {
-            "rank": int(r.rank),
-            "estimator": r.estimator,
-            "reference": r.reference,
-            "spearman": num(r.spearman, 3),
-            "spearman_ci": f"[{num(r.spearman_low, 2)}, {num(r.spearman_high, 2)}]",
-            "pearson": num(r.pearson, 3),
-            "pearson_ci": f"[{num(r.pearson_low, 2)}, {num(r.pearson_high, 2)}]",
-            "wall_time_s": num(r.wall_time_s, 3),
-            "peak_memory_mb": num(r.peak_memory_mb, 1),
-            "mislabel_auc": num(r.mislabel_auc, 3),
+            "Rank": int(r.rank),
+            "Estimator": r.estimator,
+            "Reference": r.reference,
+            "Spearman": num(r.spearman, 3),
+            "Spearman 95 % CI": f"[{num(r.spearman_low, 2)}, {num(r.spearman_high, 2)}]",
+            "Pearson": num(r.pearson, 3),
+            "Pearson 95 % CI": f"[{num(r.pearson_low, 2)}, {num(r.pearson_high, 2)}]",
+            "Wall time (s)": num(r.wall_time_s, 3),
+            "Peak memory (MB)": num(r.peak_memory_mb, 1),
+            "Mislabel AUC": num(r.mislabel_auc, 3),
             "n": int(r.n),
         }
         for r in table.sort_values(["rank", "reference"]).itertuples(index=False)
     ]
-    name = _key(cfg.name)
+    name = scope
     create_table_artifact(
         rows, key=f"{name}-grades", description="influence estimators graded against the PBRF"
     )

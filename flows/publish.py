@@ -26,6 +26,17 @@ def _key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def artifact_scope(preset: str, scale: str | None, flow: str | None = None) -> str:
+    """The prefix of a run's artifact keys: preset, scale and flow, e.g.
+    ``digits-mlp-smoke-grade``, so that two studies never overwrite each other's artifacts
+    (a nightly smoke run and a grade run of the same preset publish under different keys)."""
+    if flow is None:
+        from prefect.runtime import flow_run
+
+        flow = flow_run.flow_name or "local"
+    return _key("-".join(p for p in (preset, scale, flow) if p))
+
+
 def embed_figures(markdown: str, folder: Path) -> str:
     """Replace each relative ``![alt](figure.png)`` by the image inlined as a ``data:`` URI."""
 
@@ -45,11 +56,11 @@ def gap_rows(res: Results) -> list[dict[str, Any]]:
         d = interval_decimals(r.ci_low, r.ci_high, r.mean)
         rows.append(
             {
-                "gap": r.gap,
-                "mean": rounded(r.mean, d),
-                "std": rounded(r.std, d),
-                "ci_low": rounded(r.ci_low, d),
-                "ci_high": rounded(r.ci_high, d),
+                "Gap": r.gap,
+                "Mean": rounded(r.mean, d),
+                "SD": rounded(r.std, d),
+                "CI low": rounded(r.ci_low, d),
+                "CI high": rounded(r.ci_high, d),
                 "n": int(r.n),
             }
         )
@@ -68,21 +79,22 @@ def correlation_rows(res: Results) -> list[dict[str, Any]]:
         spearman, spearman_ci = _corr(r.spearman, r.spearman_low, r.spearman_high)
         rows.append(
             {
-                "reference": r.reference,
-                "pearson": pearson,
-                "pearson_ci": pearson_ci,
-                "spearman": spearman,
-                "spearman_ci": spearman_ci,
+                "Reference": r.reference,
+                "Pearson": pearson,
+                "Pearson 95 % CI": pearson_ci,
+                "Spearman": spearman,
+                "Spearman 95 % CI": spearman_ci,
                 "n": int(r.n),
             }
         )
     return rows
 
 
-def publish(out: Path, cfg: Any, plan: Any, *, note: str = "") -> None:
-    """Publish the run's tables and report; ``note`` (e.g. the code version) heads each one."""
+def publish(out: Path, cfg: Any, plan: Any, *, scope: str, note: str = "") -> None:
+    """Publish the run's tables and report under keys ``SCOPE-…`` (:func:`artifact_scope`);
+    ``note`` (e.g. the code version) heads each one."""
     res = Results.read(out, cfg, plan)
-    name = _key(cfg.name)
+    name = scope
     suffix = f" — {note}" if note else ""
     create_table_artifact(
         gap_rows(res), key=f"{name}-table5-gaps", description=f"Table 5: gaps{suffix}"

@@ -13,10 +13,6 @@ from tasks.reports.results import Results, num
 from tasks.reports.study_sections import read_detection_run, table8_rows
 
 
-def _key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
 def detection_rows(out: Path, plan: Any) -> list[dict[str, Any]]:
     """One row per inspection order: share found at each inspected fraction, and the AUC."""
     found, auc = read_detection_run(out, plan)
@@ -31,8 +27,9 @@ def detection_rows(out: Path, plan: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def publish_studies(out: Path, cfg: Any, plan: Any) -> None:
-    name = _key(cfg.name)
+def publish_studies(out: Path, cfg: Any, plan: Any, *, scope: str) -> None:
+    """Tables 8 and Figure 6 (when the study has them) under keys ``SCOPE-…``."""
+    name = scope
     if "two_stage" in cfg.retrain.variants:
         create_table_artifact(
             table8_rows(Results.read(out, cfg, plan)),

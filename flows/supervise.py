@@ -5,7 +5,8 @@ installs its own SIGTERM handler only when a flow runs in the main thread) and w
 server. On SIGINT, SIGTERM or SIGHUP, or when the server goes away, ``pbrf`` does not wait for the
 steps that are running: their writes are atomic and their nodes have no manifest yet, so a rerun
 recomputes exactly them and reuses every finished node. It prints one line naming the finished
-steps, marks the flow run cancelled (best effort, 3 s), ends its server and exits at once
+steps (counted after the flow run is marked cancelled, best effort 3 s, and its server ended, so
+a step that finished meanwhile is counted) and exits at once
 (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 1 for a lost server).
 """
 
@@ -126,9 +127,13 @@ def cancel_flow_run(flow_run_id: Any, message: str, timeout: float = 3.0) -> Non
     worker.join(timeout)
 
 
-def hard_exit(code: int, line: str, cleanup: Callable[[], None]) -> None:
-    """Print ``line``, run ``cleanup`` (a second signal skips it) and exit without waiting for
-    the running steps' threads."""
+def hard_exit(code: int, line: str | Callable[[], str], cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` (a second signal skips it), print ``line`` and exit without waiting for
+    the running steps' threads.
+
+    A callable ``line`` is evaluated after ``cleanup``, just before the exit: steps that finish
+    while the flow run is cancelled and the server stopped are then counted as finished.
+    """
 
     def again(signum: int, frame: Any) -> None:
         os._exit(code)
@@ -136,9 +141,9 @@ def hard_exit(code: int, line: str, cleanup: Callable[[], None]) -> None:
     for s in SIGNALS:
         with contextlib.suppress(ValueError):
             signal.signal(s, again)
-    print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(Exception):
         cleanup()
+    print(line() if callable(line) else line, file=sys.stderr, flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -199,29 +204,43 @@ def run_supervised(
     try:
         result = run_watched(lambda: flow(params), server.problem)
     except Terminated as sig:
-        line = (
-            f"pbrf: interrupted by {sig.name}: {progress()}, the rest cancelled; "
-            "rerun the same command to resume"
-        )
+        name = sig.name
+
+        def line() -> str:
+            return (
+                f"pbrf: interrupted by {name}: {progress()}, the rest cancelled; "
+                "rerun the same command to resume"
+            )
 
         def cleanup() -> None:
-            cancel_flow_run(ids.get("flow_run"), line.removeprefix("pbrf: "))
+            cancel_flow_run(ids.get("flow_run"), line().removeprefix("pbrf: "))
             server.stop()
 
         hard_exit(sig.exit_code, line, cleanup)
         raise  # not reached
     except ServerError as lost:
-        line = f"pbrf: error: {lost}: {progress()}; rerun the same command to resume"
-        hard_exit(1, line, server.stop)
+        why = str(lost)
+        hard_exit(
+            1,
+            lambda: f"pbrf: error: {why}: {progress()}; rerun the same command to resume",
+            server.stop,
+        )
         raise  # not reached
     except Exception as exc:
         if not type(exc).__module__.startswith(("httpx", "httpcore")):
+            # the flow failed: send its queued logs now, while the server still runs; left for
+            # exit, Prefect's log worker retries the stopped server for about 70 s
+            drain_prefect()
             raise
-        line = (
-            f"pbrf: error: lost the Prefect API at {server.api_url} ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())}): {progress()}; rerun the same command to resume"
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        hard_exit(
+            1,
+            lambda: (
+                f"pbrf: error: lost the Prefect API at {server.api_url} ({error}): {progress()}; "
+                "rerun the same command to resume"
+            ),
+            server.stop,
         )
-        hard_exit(1, line, server.stop)
         raise  # not reached
     drain_prefect()
     return result

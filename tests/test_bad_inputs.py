@@ -52,6 +52,9 @@ def _write_files(files: Path, params: Path) -> None:
     (files / "broken.yaml").write_text("train: [unclosed\n  epochs: 3\n")
     (files / "a-file").write_text("not a directory\n")
     (files / "epochs4.yaml").write_text(params.read_text().replace("epochs: 3", "epochs: 4", 1))
+    (files / "dup.yaml").write_text(
+        params.read_text().replace("  epochs: 3\n", "  epochs: 3\n  epochs: 30\n", 1)
+    )
     (files / "empty-run").mkdir()
     rows = list(GOOD_ROWS)
     csvs = {
@@ -122,6 +125,35 @@ CASES: dict[str, Case] = {
     "params-missing": Case(
         "step prepare --params {root}/nope.yaml --out {run}", 2, ("nope.yaml not found",)
     ),
+    "params-duplicate-key": Case(
+        "step prepare --params {files}/dup.yaml --out {run}",
+        2,
+        ("dup.yaml: key 'epochs' is given twice (lines ", "keep one"),
+    ),
+    "override-duplicate-key": Case(
+        f'{RUN} --set train={{{{"epochs":1,"epochs":2}}}}', 2, ("key 'epochs' is given twice",)
+    ),
+    "value-infinite": Case(f"{RUN} --set damping=inf", 2, ("damping: Input should be a finite",)),
+    "value-overflows": Case(
+        f"{RUN} --set damping=1e400", 2, ("damping: Input should be a finite", "'1e400'")
+    ),
+    "nested-value-infinite": Case(
+        f"{RUN} --set train.optimizer.lr=.inf", 2, ("train.optimizer.lr: Input should be a finite",)
+    ),
+    "value-huge": Case(
+        f"{RUN} --set damping={'x' * 100_000}", 2, ("damping:", "'… (100000 chars)")
+    ),
+    "train-seed-negative": Case(f"{RUN} --set train.seed=-1", 2, ("train.seed: Input should be",)),
+    "select-seed-negative": Case(
+        f"{RUN} --set select.seed=-1", 2, ("select.seed: Input should be",)
+    ),
+    "model-seed-negative": Case(f"{RUN} --set model.seed=-1", 2, ("model.seed: Input should be",)),
+    "estimate-over-budget": Case(
+        f"{RUN} --set train.epochs=1000000000",
+        2,
+        ("estimate: ≈ ", " h of training", "above --max-hours 2", "pass --yes"),
+    ),
+    "max-hours-not-positive": Case(f"{RUN} --max-hours 0", 2, ("--max-hours must be a posit",)),
     "value-out-of-range": Case(f"{RUN} --set damping=-1", 2, ("damping: Input should be greater",)),
     "unknown-key": Case(f"{RUN} --set train.no_such_key=1", 2, ("train.no_such_key: Extra",)),
     "override-without-value": Case(f"{RUN} --set train.epochs", 2, ("key.path=value",)),
@@ -161,6 +193,16 @@ CASES: dict[str, Case] = {
     ),
     "step-out-is-a-file": Case(
         "step prepare --params {params} --out {files}/a-file", 1, ("a-file exists and is not",)
+    ),
+    "out-name-too-long": Case(
+        "run digits-mlp --scale smoke --out {root}/new/" + "n" * 300 + "/run",
+        1,
+        ("is 300 bytes, over this file system's limit of 255", "shorter --out", "… (3"),
+    ),
+    "out-path-too-long": Case(
+        "run digits-mlp --scale smoke --out {root}/new/" + "/".join(["p" * 200] * 21),
+        1,
+        ("exceeds this system's limit of 4096", "shorter --out"),
     ),
     "threads-zero": Case(
         RUN, 1, ("PBRF_THREADS must be a positive integer, got '0'",), {"PBRF_THREADS": "0"}
@@ -247,6 +289,8 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert line.startswith("pbrf: error: "), line
     for needle in case.needles:
         assert needle in line, line
+    assert len(line) < 1000, f"{len(line)} characters"
+    assert not (work.root / "new").exists()  # no directory made for an --out refused
     checked()
 
 
@@ -356,3 +400,95 @@ echo $? > {res}/code
     assert "free space" in line, line
     assert (res / "before").read_text() == (res / "after").read_text()
     assert "prepare/dataset.pt" in (res / "before").read_text()
+
+
+def _readonly(dirs: list[Path], command: str, tmp_path: Path) -> tuple[int, str] | None:
+    """``command`` in a shell where ``dirs`` are read-only bind mounts (a private mount
+    namespace: root would write through a mere ``chmod``); ``None`` where that is unavailable."""
+    if shutil.which("unshare") is None:
+        return None
+    binds = "\n".join(f"mount --bind -o ro {d} {d} && mount -o remount,bind,ro {d}" for d in dirs)
+    script = f"set -e\n{binds}\nset +e\n{command} 2> {tmp_path}/stderr\necho $? > {tmp_path}/code"
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PBRF_PROGRESS": "0"},
+        capture_output=True,
+        timeout=240,
+    )
+    if done.returncode != 0 or not (tmp_path / "code").is_file():
+        return None
+    return int((tmp_path / "code").read_text()), (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.parametrize("var", ["PREFECT_HOME", "HOME"])
+def test_a_read_only_prefect_home_is_one_line_before_the_run_directory(
+    var: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / ".prefect").mkdir(parents=True)
+    out = tmp_path / "out" / "run"
+    env = f"PREFECT_HOME={home / '.prefect'}" if var == "PREFECT_HOME" else f"HOME={home}"
+    unset = "" if var == "PREFECT_HOME" else "env -u PREFECT_HOME "
+    command = (
+        f"{unset}env -u PREFECT_API_URL {env} {sys.executable} -m flows.cli run digits-mlp "
+        f"--scale smoke --out {out}"
+    )
+    result = _readonly([home], command, tmp_path)
+    if result is None:
+        pytest.skip("needs unshare(1) with user and mount namespaces")
+    code, err = result
+    line = one_line(err)
+    assert code == 1, line
+    assert f"{var}={home}" in line and "not writable" in line, line
+    assert "set PREFECT_HOME to a writable directory" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_run_exits_within_seconds_of_its_error_line(tmp_path: Path) -> None:
+    """Prefect's queued logs are sent before the temporary server stops; left for exit, its log
+    worker retried the stopped server for about 70 s (``--- Error logging to API ---``)."""
+    import threading
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            *RUN.replace("{run}", str(tmp_path / "run")).split(),
+            *("--set", "train.optimizer.lr=1e30"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+            "PYTHONPATH": str(REPO),
+            "PBRF_PROGRESS": "0",
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+        },
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    errored: list[float] = []
+
+    def read() -> None:  # the main thread times the exit, not the end of the pipe
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("pbrf: error: "):
+                errored.append(time.monotonic())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=240)
+        exited = time.monotonic()
+    finally:
+        proc.kill()
+    reader.join(10)
+    assert errored, lines
+    assert proc.returncode == 1, lines
+    assert exited - errored[0] < 10, (exited - errored[0], lines)
+    assert "non-finite" in lines[-1] and "Error logging" not in "".join(lines), lines

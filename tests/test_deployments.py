@@ -182,12 +182,14 @@ def test_ui_run_of_a_served_deployment_with_custom_parameters(
         assert run.state.type.value == "COMPLETED", f"{run.state}\n{log}"
         assert run.name.startswith(f"digits-mlp-smoke-{dt.date.today():%Y-%m-%d}")
 
-        table = json.loads(asyncio.run(_artifact(run.id, "digits-mlp-table5-gaps")).data)
-        assert "warm_start" in {r["gap"] for r in table}
+        table = json.loads(
+            asyncio.run(_artifact(run.id, "digits-mlp-smoke-decomposition-table5-gaps")).data
+        )
+        assert "warm_start" in {r["Gap"] for r in table}
         assert all(r["n"] == 4 for r in table)  # the custom select.num_removals reached the run
         for r in table:  # rounded to the interval: at most a few significant digits
-            assert all(len(repr(r[k])) <= 12 for k in ("mean", "ci_low", "ci_high"))
-        report = asyncio.run(_artifact(run.id, "digits-mlp-report"))
+            assert all(len(repr(r[k])) <= 12 for k in ("Mean", "CI low", "CI high"))
+        report = asyncio.run(_artifact(run.id, "digits-mlp-smoke-decomposition-report"))
         assert str(report.data).count("](data:image/png;base64,") == 2  # both figures inline
         assert (out / "report" / "report.md").is_file()
     finally:
@@ -237,3 +239,77 @@ def test_dask_local_cluster_writes_the_tables_of_the_default_runner(
         a = pd.read_parquet(tmp_path / "local" / "aggregate" / f"{name}.parquet")
         b = pd.read_parquet(tmp_path / "dask" / "aggregate" / f"{name}.parquet")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+# The names Prefect's UI offers in its state filter; its default for a deployment's Runs tab,
+# "All except scheduled", is all of them but Scheduled (the UI filters by state *name*).
+UI_STATE_NAMES = [
+    "Late", "Resuming", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending", "Paused",
+    "Suspended", "Running", "Retrying", "Completed", "Cached", "Cancelled", "Cancelling",
+    "Crashed", "Failed", "TimedOut",
+]  # fmt: skip
+
+
+def _ui_default_runs(server: dict[str, str], deployment_id: str) -> list[dict[str, Any]]:
+    """The flow runs a deployment's Runs tab lists under the UI's default filter (its API query)."""
+    body = {
+        "flow_runs": {"state": {"name": {"any_": UI_STATE_NAMES}}},
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "sort": "START_TIME_DESC",
+        "limit": 50,
+    }
+    request = urllib.request.Request(
+        f"{server['PREFECT_API_URL']}/flow_runs/filter",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_a_drifted_nightly_is_listed_by_the_ui_default_filter_and_not_green(
+    server: dict[str, str], api: None, tmp_path: Path
+) -> None:
+    from prefect.deployments import run_deployment
+
+    serve = subprocess.Popen(
+        [PBRF, "serve", "--nightly", "digits-mlp:smoke", "--cron", "30 2 * * *"],
+        cwd=tmp_path,
+        env={
+            **server,
+            "PBRF_THREADS": "1",
+            "PBRF_PROGRESS": "0",
+            "PBRF_HISTORY": str(tmp_path / "history"),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
+    )
+    try:
+        deps = _poll(
+            "deployments",
+            lambda: (d := asyncio.run(_deployments())) and "nightly-digits-mlp-smoke" in d and d,
+            240,
+            serve,
+        )
+        nightly = deps["nightly-digits-mlp-smoke"]
+        base = {**nightly.parameters["params"], "out": str(tmp_path / "nightly")}
+        small = {"retrain.variants": ["warm", "proximal"], "select.num_removals": 4}
+        states = []
+        for overrides in (small, {**small, "damping": 0.01}):
+            created = run_deployment(
+                "decomposition/nightly-digits-mlp-smoke",
+                parameters={"params": {**base, "overrides": overrides}},
+                timeout=0,
+            )
+            states.append(asyncio.run(_wait_run(created.id, 600)))
+        first, drifted = states
+        log = (tmp_path / "serve.log").read_text()[-3000:]
+        assert first.state.type.value == "COMPLETED", f"{first.state}\n{log}"
+        assert drifted.state.message.startswith("Drifted: "), f"{drifted.state}\n{log}"
+        listed = {r["id"]: r for r in _ui_default_runs(server, str(nightly.id))}
+        assert str(drifted.id) in listed and str(first.id) in listed, list(listed)
+        assert listed[str(drifted.id)]["state_type"] not in ("COMPLETED", "SCHEDULED")
+        artifact = asyncio.run(_artifact(drifted.id, "digits-mlp-smoke-decomposition-drift"))
+        assert f"Baseline: **{first.name}**" in str(artifact.data)
+    finally:
+        _stop(serve)

@@ -73,9 +73,9 @@ def test_grade_flow_isolates_estimators_and_publishes_the_table(
 
     from prefect.artifacts import Artifact
 
-    table = Artifact.get("digits-mlp-grades")
+    table = Artifact.get("digits-mlp-smoke-grade-grades")
     assert table is not None and all(n in str(table.data) for n in ESTIMATORS)
-    assert Artifact.get("digits-mlp-grading") is not None
+    assert Artifact.get("digits-mlp-smoke-grade-grading") is not None
 
     from flows.cli import main
 

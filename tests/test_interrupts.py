@@ -154,6 +154,8 @@ def test_ctrl_c_exits_130_at_once_leaves_no_process_and_a_rerun_resumes(start, t
     plan = build_plan(smoke_config(retrain__variants=["warm", "pbrf"]).model_dump(mode="json"))
     done = lines[-1].split("finished (", 1)[1].split(")", 1)[0].split(", ")
     assert all(manifest.status(out, plan[n]).current for n in done), done
+    # and nothing more: the line is counted after the steps that were finishing are done
+    assert sorted(n.id for n in plan if manifest.status(out, n).current) == sorted(done), done
     assert "report" not in done and len(done) < len(plan.nodes)
     # the rerun reuses them, finishes, and stops its own server on a normal exit
     again = start(out)

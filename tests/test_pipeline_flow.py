@@ -62,10 +62,10 @@ def test_flow_runs_every_node_with_the_registrys_edges(harness: None, out: Path)
     assert edges == {n.id: set(n.upstream) for n in plan}
     from prefect.artifacts import Artifact
 
-    table5 = Artifact.get("digits-mlp-table5-gaps")
-    assert table5 is not None and "warm_start" in str(table5.data) and "ci_low" in str(table5.data)
-    assert Artifact.get("digits-mlp-table2-correlations") is not None
-    report = Artifact.get("digits-mlp-report")
+    table5 = Artifact.get("digits-mlp-smoke-decomposition-table5-gaps")
+    assert table5 is not None and "warm_start" in str(table5.data) and "CI low" in str(table5.data)
+    assert Artifact.get("digits-mlp-smoke-decomposition-table2-correlations") is not None
+    report = Artifact.get("digits-mlp-smoke-decomposition-report")
     assert report is not None and "Table 5" in str(report.data)
 
 
@@ -120,25 +120,43 @@ def test_drift_check_passes_a_rerun_and_flags_a_perturbed_setting(
     monkeypatch.setenv("PBRF_HISTORY", str(tmp_path / "history"))
     overrides = {"retrain.variants": ["warm", "proximal"]}
 
-    def nightly(**extra):
+    def nightly(accept_baseline: bool = False, **extra):
         params = DecompositionParams(
             preset="digits-mlp",
             scale="smoke",
             overrides={**overrides, **extra},
             out=str(tmp_path / "run"),
             drift_check=True,
+            accept_baseline=accept_baseline,
         )
         return decomposition(params, return_state=True)
 
     first = nightly()
     assert first.name == "Completed" and "first run of digits-mlp-smoke" in first.message
     again = nightly()  # same code and config: bit-identical tables
-    assert again.name == "Completed" and again.message.startswith("no drift vs digits-mlp-smoke")
+    assert again.name == "Completed" and again.message.startswith(
+        "no drift vs baseline digits-mlp-smoke"
+    )
     assert again.result()["drift"]["moved"] == []
     perturbed = nightly(damping=0.01)
-    assert perturbed.name == "Drifted", perturbed.message
-    assert "gap proximity" in perturbed.result()["drift"]["moved"]
-    drift = Artifact.get("digits-mlp-drift")
+    # Failed with the standard name: listed by the UI's name filter, red, not green
+    assert perturbed.type.value == "FAILED" and perturbed.name == "Failed", perturbed
+    assert perturbed.message.startswith("Drifted: "), perturbed.message
+    assert "gap proximity" in perturbed.result(raise_on_failure=False)["drift"]["moved"]
+    drift = Artifact.get("digits-mlp-smoke-decomposition-drift")
     assert drift is not None and "config.damping: 0.001 → 0.01" in str(drift.data)
-    assert "**moved**" in str(drift.data)
-    assert len(list((tmp_path / "history" / "digits-mlp-smoke").glob("*.json"))) == 3
+    assert "**moved**" in str(drift.data) and "Baseline: **" in str(drift.data)
+    baseline = str(drift.data).split("Baseline: **", 1)[1].split("**", 1)[0]
+    from tasks.reports.history import read_records
+
+    records = read_records(tmp_path / "history", "digits-mlp-smoke")
+    assert baseline == records[1]["run_name"]  # the clean rerun, the last accepted run
+    # the drifted run is not the baseline: the next ordinary nightly is clean
+    after = nightly()
+    assert after.name == "Completed" and "no drift vs baseline" in after.message, after.message
+    # accepting a changed setting makes it the baseline of the runs that follow
+    accepted = nightly(damping=0.01, accept_baseline=True)
+    assert accepted.type.value == "FAILED" and "accepted as the new baseline" in accepted.message
+    assert nightly(damping=0.01).name == "Completed"
+    assert nightly().type.value == "FAILED"  # back to the old setting: drift from the new one
+    assert len(list((tmp_path / "history" / "digits-mlp-smoke").glob("*.json"))) == 7

@@ -26,6 +26,7 @@ from pbrf.study.appendix import STUDY_PRESETS
 from pbrf.study.config import StudyConfig
 from pbrf.study.presets import PRESETS, load_preset
 from tasks.reports.report import paper_row
+from tasks.reports.results import GAP_TITLES
 
 REPO = Path(__file__).resolve().parent.parent
 GAPS = ("warm_start", "proximity", "non_convergence", "linearization", "solver")
@@ -96,13 +97,18 @@ def test_smoke_scale_runs_end_to_end_and_the_report_shows_the_papers_row(
     model, dataset = PRESETS[name].paper_row
     assert paper_row(cfg)[:2] == (model, dataset)  # the report shows the row the preset claims
     report = (path / "report" / "report.md").read_text(encoding="utf-8")
-    assert f"| ours | {cfg.model.name} | {cfg.data.name} | " in report
-    cells = [
-        f"{paper_value('5', model, dataset, g, 'mean'):.3f} ± "
-        f"{paper_value('5', model, dataset, g, 'std'):.3f}"
-        for g in GAPS
-    ]
-    assert f"| paper | {model} | {dataset} | " + " | ".join(cells) + " | |" in report
+    assert f"Ours: {cfg.model.name} on {cfg.data.name}, output scale " in report
+    assert f"; paper: {model} on {dataset}." in report
+    lines = report.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith("Ours: "))
+    table5 = lines[start : start + len(GAPS) + 4]
+    for g in GAPS:  # Table 5 transposed: one row per gap, ours then the paper's
+        paper = (
+            f"{paper_value('5', model, dataset, g, 'mean'):.3f} ± "
+            f"{paper_value('5', model, dataset, g, 'std'):.3f}"
+        )
+        (row,) = [x for x in table5 if x.startswith(f"| {GAP_TITLES[g]} | ")]
+        assert row.endswith(f" | {paper} |"), row
     table = correlation_table(model, dataset)
     if table is not None:
         assert f"paper P / S (Table {table}) |" in report

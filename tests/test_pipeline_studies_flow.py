@@ -48,7 +48,8 @@ def test_the_hessian_run_reuses_the_gnh_run_and_tables_4_to_8_are_published(
         assert text in md, text
     from prefect.artifacts import Artifact
 
+    D = "digits-mlp-smoke-decomposition"  # preset, scale and flow of the two study runs
     for key in ("digits-mlp-tables-4-5", "digits-mlp-tables-6-7", "digits-mlp-curvature",
-                "digits-mlp-table8-two-stage", "digits-mlp-figure6-mislabel"):  # fmt: skip
+                f"{D}-table8-two-stage", f"{D}-figure6-mislabel"):  # fmt: skip
         assert Artifact.get(key) is not None, key
-    assert "random" in str(Artifact.get("digits-mlp-figure6-mislabel").data)
+    assert "random" in str(Artifact.get(f"{D}-figure6-mislabel").data)

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
 
-from flows.cli.errors import ConfigError
+from flows.cli.errors import ConfigError, show
 from flows.cli.table import print_table
+
+
+class DuplicateKeyError(ValueError):
+    """A YAML mapping that gives one key twice (PyYAML would keep the last silently)."""
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice in one mapping, naming its line."""
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            seen: dict[object, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKeyError(
+                        f"key {show(key)} is given twice (lines {seen[key]} and {line})"
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that raises :class:`DuplicateKeyError` for a key given twice."""
+    import yaml
+
+    return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -17,17 +51,20 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for item in items:
+        shown = show(item)
         if "=" not in item:
-            raise ConfigError(f"--set {item!r} must look like key.path=value")
+            raise ConfigError(f"--set {shown} must look like key.path=value")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r} has an empty key")
+            raise ConfigError(f"--set {shown} has an empty key")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
+            out[key] = load_yaml(raw) if raw.strip() else None
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"--set {shown}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(
-                f"--set {item!r}: the value is not valid YAML ({exc.problem})"
+                f"--set {shown}: the value is not valid YAML ({exc.problem})"
             ) from None
     return out
 
@@ -57,7 +94,9 @@ def read_params(path: Path) -> dict[str, Any]:
             f"parameter file {path} not found (write one with `pbrf params -o {path}`)"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}; keep one of them") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict) or not data:
@@ -121,12 +160,12 @@ def _show_preset(name: str) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    import yaml
+    from tasks.engine.paramsfile import dump_params
 
     cfg = config_from(args)
-    text = (
-        "# Full StudyConfig for the DVC pipeline (dvc.yaml); regenerate with `pbrf params`.\n"
-        + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    text = dump_params(
+        cfg.model_dump(mode="json"),
+        "# Full StudyConfig for the DVC pipeline (dvc.yaml); regenerate with `pbrf params`.\n",
     )
     if args.output:
         from tasks.engine.artifacts import write_text

@@ -10,6 +10,26 @@ EXIT_RUNTIME, EXIT_CONFIG = 1, 2
 UNIONS = frozenset({"model", "optimizer", "solver"})  # fields holding a discriminated union
 
 
+CLIP = 80  # characters of a user's value echoed in an error line
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` cut to its first ``limit`` characters plus ``… (N chars)`` when longer."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def show(value: object, limit: int = CLIP) -> str:
+    """``repr(value)``, a long string shown as its first ``limit`` characters and its length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value)} chars)"
+    return clip(repr(value), limit)
+
+
+def _clip_words(msg: str, limit: int = 4 * CLIP) -> str:
+    """A backstop for a huge value echoed by any message: every over-long word is clipped."""
+    return " ".join(clip(word, limit) for word in msg.split())
+
+
 class ConfigError(ValueError):
     """Invalid input the user can fix by changing a command-line argument or config value."""
 
@@ -27,7 +47,7 @@ def _validation_message(exc) -> str:
         loc = ".".join(keep)
         msg = str(e.get("msg", "")).removeprefix("Value error, ")
         got = (
-            f" (got {e['input']!r})"
+            f" (got {show(e['input'])})"
             if e.get("type") not in ("extra_forbidden", "value_error") and "input" in e
             else ""
         )
@@ -125,5 +145,5 @@ def report_error(exc: Exception, *, debug: bool = False) -> int:
         if not debug:
             traceback.print_exception(exc, file=sys.stderr)
         return EXIT_RUNTIME
-    print(f"pbrf: error: {' '.join(msg.split())}", file=sys.stderr)
+    print(f"pbrf: error: {_clip_words(msg)}", file=sys.stderr)
     return code

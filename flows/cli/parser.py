@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
     r.add_argument(
+        "--max-hours",
+        type=float,
+        default=2.0,
+        help="stop before starting when the estimated training time is above this (default 2)",
+    )
+    r.add_argument("--yes", action="store_true", help="run even above --max-hours")
+    r.add_argument(
         "--dask-address",
         metavar="tcp://HOST:PORT",
         help="run the nodes on this Dask scheduler (workers share the run directory's path)",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+from pathlib import Path
 
 from flows.cli.config_cmds import config_from, parse_overrides
-from flows.cli.errors import ConfigError, RuntimeFailure
+from flows.cli.errors import ConfigError, RuntimeFailure, clip
 from flows.cli.table import print_table
 
 
@@ -29,12 +31,70 @@ def check_device(device: str) -> None:
         raise ConfigError("device 'mps': the Apple GPU backend is not available here")
 
 
-def check_out_dir(out) -> None:
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise RuntimeFailure(f"--out {out}: {parent} exists and is not a directory")
-        if parent.exists():
-            break
+# room left under --out for the deepest file a run writes (report/figures/…, sweep points)
+OUT_RESERVE = 160
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out`` must be creatable: no file in the way, names and the path within the OS limits.
+
+    Checked before anything is created (exit 1 naming the limit otherwise).
+    """
+    out = Path(out)
+    existing = _nearest_existing(out)
+    if existing is None:
+        raise RuntimeFailure(f"--out {clip(str(out))}: no existing parent directory")
+    if not existing.is_dir():
+        raise RuntimeFailure(f"--out {clip(str(out))}: {existing} exists and is not a directory")
+    name_max = _pathconf(existing, "PC_NAME_MAX", 255)
+    path_max = _pathconf(existing, "PC_PATH_MAX", 4096)
+    for part in out.absolute().parts:
+        if len(os.fsencode(part)) > name_max:
+            raise RuntimeFailure(
+                f"--out {clip(str(out))}: the name {clip(part, 40)!r} is {len(os.fsencode(part))} "
+                f"bytes, over this file system's limit of {name_max}; use a shorter --out"
+            )
+    size = len(os.fsencode(str(out.absolute())))
+    if size + OUT_RESERVE > path_max:
+        raise RuntimeFailure(
+            f"--out {clip(str(out))}: the path is {size} bytes; with the {OUT_RESERVE} bytes a "
+            f"run adds below it that exceeds this system's limit of {path_max}; use a shorter --out"
+        )
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    """``path`` or its nearest ancestor that exists (``None`` if a name is too long to stat)."""
+    for parent in [path, *path.parents]:
+        try:
+            if parent.exists() or parent.is_symlink():
+                return parent
+        except OSError:  # a component over NAME_MAX: keep climbing to one that can be checked
+            continue
+    return None
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(path, name))
+    except (OSError, ValueError):
+        return default
+
+
+def check_prefect_home() -> None:
+    """Prefect writes its database, settings and logs under ``PREFECT_HOME`` (default
+    ``~/.prefect``): a read-only one must fail now, naming the variable, not after the run
+    directory is made."""
+    given = os.environ.get("PREFECT_HOME")
+    home = Path(given or Path.home() / ".prefect").expanduser()
+    existing = _nearest_existing(home)
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    where = f"PREFECT_HOME={given}" if given else f"HOME={Path.home()} (Prefect's home {home})"
+    fix = "set PREFECT_HOME to a writable directory" + (
+        "" if given else " (e.g. PREFECT_HOME=/tmp/prefect), or HOME"
+    )
+    what = "is not a directory" if existing is not None and not existing.is_dir() else ""
+    raise RuntimeFailure(f"{where}: {what or 'not writable'}; {fix}")
 
 
 def check_environment() -> None:
@@ -42,6 +102,7 @@ def check_environment() -> None:
     from flows.threads import threads_from_env
 
     threads_from_env()
+    check_prefect_home()
 
 
 def check_data(out, cfg, plan, *, refresh: bool) -> None:
@@ -61,6 +122,22 @@ def print_recomputed(nodes: dict) -> None:
             print(f"pbrf: {node}: {reason}; recomputed", file=sys.stderr)
 
 
+def check_budget(cfg, max_hours: float, yes: bool):
+    """The run's estimate (:mod:`tasks.engine.forecast`); above ``max_hours`` it stops, before anything
+    is created, unless ``yes`` (exit 2 naming both flags)."""
+    from tasks.engine.forecast import forecast
+
+    if not math.isfinite(max_hours) or max_hours <= 0:
+        raise ConfigError(f"--max-hours must be a positive number of hours, got {max_hours}")
+    fc = forecast(cfg)
+    if fc.seconds > max_hours * 3600 and not yes:
+        raise ConfigError(
+            f"{fc.line()}: above --max-hours {max_hours:g}; pass --yes to run it anyway, "
+            "raise --max-hours, or lower train.epochs or select.num_removals"
+        )
+    return fc
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import settings
 
@@ -72,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from(args, device)  # validate before starting anything
     check_device(cfg.device)
     check_environment()
+    fc = check_budget(cfg, getattr(args, "max_hours", 2.0), getattr(args, "yes", False))
     from flows.decomposition import DecompositionParams
 
     params = DecompositionParams(
@@ -99,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         decomposition,
         params,
         out,
-        f"pbrf run {params.preset}",
+        f"pbrf run {params.preset} [{fc.short()}]",
         lambda: progress_phrase(out, plan),
         **options,
     )

@@ -53,7 +53,7 @@ DatasetName = Literal[
 class DataConfig(BaseModel):
     """Which data set to load, from where, and how to split, subsample and scale it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: DatasetName = Field("digits", description="registered data set (pbrf.data.registry)")
     root: str = Field(

@@ -25,7 +25,7 @@ from torch import nn
 class ModelOptions(BaseModel):
     """Base of the generated option models."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def builder_kwargs(self) -> dict[str, Any]:
         """The builder's keyword arguments (everything but ``name`` and ``seed``)."""

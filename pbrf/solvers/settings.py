@@ -27,7 +27,7 @@ from pydantic import (
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _no_bool(value: Any, info: ValidationInfo) -> Any:

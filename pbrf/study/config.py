@@ -36,7 +36,7 @@ LOSS_TASKS: dict[str, frozenset[str]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -113,7 +113,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(
         0.0, ge=0.0, description="L2 strength w, folded into the loss as (w/2)‖θ‖²"
     )
-    seed: int = Field(0, description="seed of the batch order")
+    seed: int = Field(0, ge=0, description="seed of the batch order")
     checkpoints: int = Field(
         0, ge=0, description="TracIn checkpoints of θ saved along base training (0: none)"
     )
@@ -148,7 +148,7 @@ class SelectConfig(_Strict):
     num_removals: int = Field(20, ge=1, description="M, removal sets (paper: 20)")
     group_size: int = Field(1, ge=1, description="training examples removed together per set")
     test_points: int = Field(100, ge=1, description="test examples whose mean loss is tracked")
-    seed: int = Field(0, description="seed of the removals and of the test points")
+    seed: int = Field(0, ge=0, description="seed of the removals and of the test points")
     fraction: float | None = Field(
         None,
         gt=0.0,

@@ -50,7 +50,7 @@ EstimatorSpec = Annotated[Union[_MODELS], Field(discriminator="name")]  # noqa: 
 class GradeConfig(BaseModel):
     """Which estimators are graded, against which references, and which one ranks them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     estimators: dict[str, EstimatorSpec] = Field(
         default_factory=dict,

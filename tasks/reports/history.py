@@ -146,14 +146,15 @@ def read_records(history: Path | str, series: str) -> list[dict[str, Any]]:
 
 
 def previous(history: Path | str, record: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest earlier record of the same series and code hash, if any (of a drift-checked
-    run when ``record`` is one: nightly runs compare with the previous nightly run, not with
-    whatever was run by hand in between)."""
+    """The baseline of ``record``: the latest earlier record of the same series and code hash;
+    for a drift-checked (nightly) run, the latest *accepted* one (first of its code, no drift,
+    or accepted on purpose), so a drifted or hand-run record never becomes the baseline.
+    Records written before acceptance existed count as accepted when drift-checked."""
     same = [
         r
         for r in read_records(history, record["series"])
         if r["code"]["hash"] == record["code"]["hash"]
-        and (r.get("checked") or not record.get("checked"))
+        and (r.get("accepted", r.get("checked")) or not record.get("checked"))
         and r["time"] < record["time"]
         and r["run_id"] != record["run_id"]
     ]

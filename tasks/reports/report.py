@@ -77,25 +77,21 @@ def paper_table2(model: str, dataset: str) -> tuple[str, dict[str, dict[str, flo
 
 
 def table5_markdown(res: Results) -> str:
+    """Table 5 transposed to fit a page: one row per gap, a column for ours and the paper's."""
     cfg = res.cfg
     cells = {r.gap: gap_cell(r) for r in res.gaps.itertuples(index=False)}
-    head = "| | Model | Dataset | " + " | ".join(GAP_TITLES.values()) + " | Output scale |"
-    sep = "|---|---|---|" + "---|" * (len(GAP_TITLES) + 1)
-    lines = [
-        head,
-        sep,
-        f"| ours | {cfg.model.name} | {cfg.data.name} | "
-        + " | ".join(cells.get(g, "—") for g in GAP_TITLES)
-        + f" | {fmt(res.output_scale())} |",
-    ]
     model, dataset, _ = paper_row(cfg)
     paper = paper_gaps(model, dataset) if dataset else {}
+    heading = (
+        f"Ours: {cfg.model.name} on {cfg.data.name}, output scale {fmt(res.output_scale())}"
+        + (f"; paper: {model} on {dataset}." if paper else ".")
+    )
+    lines = [heading, "", "| Gap | ours |" + (" paper |" if paper else ""), "|---|---|"]
     if paper:
-        lines.append(
-            f"| paper | {model} | {dataset} | "
-            + " | ".join(_paper_gap(paper.get(g)) for g in GAP_TITLES)
-            + " | |"
-        )
+        lines[-1] += "---|"
+    for g, title in GAP_TITLES.items():
+        row = f"| {title} | {cells.get(g, '—')} |"
+        lines.append(row + (f" {_paper_gap(paper.get(g))} |" if paper else ""))
     return "\n".join(lines)
 
 

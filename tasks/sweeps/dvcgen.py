@@ -73,9 +73,10 @@ def write_sweep_dvc(sp: SweepPlan, dvc_dir: Path | str, out: Path | str) -> tupl
     import yaml
 
     from tasks.engine.artifacts import write_text
+    from tasks.engine.paramsfile import dump_params
 
     d = Path(dvc_dir)
-    spec = write_text(d / SPEC_FILE, yaml.safe_dump(sweep_spec_document(sp), sort_keys=False))
+    spec = write_text(d / SPEC_FILE, dump_params(sweep_spec_document(sp)))  # DVC's params file
     body = yaml.safe_dump(sweep_dvc_config(sp, d, out), sort_keys=False, width=100)
     return spec, write_text(d / "dvc.yaml", HEADER + body)
 
