@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from pipeline_fixtures import run_study, smoke_config
+from repo_root import REPO
 
 from flows.cli.parser import build_parser
 from tasks.reports import readme
 from tasks.reports.results import Results
 
-REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 

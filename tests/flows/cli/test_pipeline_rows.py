@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from data_writers import write_study_files
 from pipeline_fixtures import run_study
+from repo_root import REPO
 
 from flows.cli import main
 from pbrf.data import get_spec
@@ -27,7 +28,6 @@ from pbrf.study.config import StudyConfig
 from pbrf.study.presets import PRESETS, load_preset
 from tasks.reports.report import paper_row
 
-REPO = Path(__file__).resolve().parent.parent
 GAPS = ("warm_start", "proximity", "non_convergence", "linearization", "solver")
 TITLES = {"cold": "Cold-Start (LOO)", "warm": "Warm-Start", "pbrf": "PBRF"}
 Run = tuple[Path, StudyConfig]

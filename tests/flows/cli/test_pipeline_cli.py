@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from flows.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--scale", "smoke"]
 
 

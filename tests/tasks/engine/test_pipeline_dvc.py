@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_root import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DVC = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from repo_root import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PREFECT = shutil.which("prefect", path=str(BIN))
 PBRF = shutil.which("pbrf", path=str(BIN))

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from flows.cli import main
 from tasks.engine.plan import build_plan
 from tasks.engine.runner import run_node, write_run_config
 
-REPO = Path(__file__).resolve().parent.parent
 PIMA = "pima-indians-diabetes.data.csv"
 GOOD_ROWS = [f"{i % 5},{100 + i},70,30,0,30.5,0.5,{20 + i % 30},{i % 2}" for i in range(200)]
 
