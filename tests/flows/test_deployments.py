@@ -189,7 +189,8 @@ def test_ui_run_of_a_served_deployment_with_custom_parameters(
             assert all(len(repr(r[k])) <= 12 for k in ("mean", "ci_low", "ci_high"))
         report = asyncio.run(_artifact(run.id, "digits-mlp-report"))
         assert str(report.data).count("](data:image/png;base64,") == 2  # both figures inline
-        assert (out / "report" / "report.md").is_file()
+        written = (out / "report" / "report.md").read_text()  # the published report, as linked
+        assert "## Gaps (Table 5)" in written and "M = 4 removals" in written
     finally:
         _stop(serve)
 

@@ -15,6 +15,7 @@ import pytest
 from repo_root import REPO
 
 from flows.cli import main
+from tasks.sweeps.collect import read_sweep_table
 
 BIN = Path(sys.executable).parent
 DVC = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
@@ -101,8 +102,11 @@ def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path)
     out = _sh([DVC, "repro", dvc_file], repo, env)
     assert "Running stage 'sweeps/damping/dvc.yaml:point-damping_0p001'" in out
     assert "train_base: Reused from damping_0p1" in out  # the second point links the base
-    table = repo / "runs" / "sweeps" / "damping" / "sweep" / "table.parquet"
-    assert table.is_file()
+    rows = read_sweep_table(repo / "runs" / "sweeps" / "damping")  # provenance and schema
+    gaps = rows[rows["quantity"] == "gap"]
+    assert set(gaps["key"]) == {"damping"} and sorted(set(gaps["value"])) == [0.001, 0.1]
+    assert gaps["estimate"].notna().all()
+    assert gaps[gaps["term"] == "proximity"]["estimate"].nunique() == 2  # damping reached it
     assert "Running stage" not in _sh([DVC, "repro", dvc_file], repo, env)
 
     _sh([*gen, "--grid", "damping=[0.1,0.01,0.001]"], repo, env)
