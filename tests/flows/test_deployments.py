@@ -31,7 +31,10 @@ PREFECT = shutil.which("prefect", path=str(BIN))
 PBRF = shutil.which("pbrf", path=str(BIN))
 SMALL = {"retrain.variants": ["cold", "warm", "proximal"], "select.num_removals": 4}
 
-pytestmark = pytest.mark.skipif(PREFECT is None or PBRF is None, reason="needs prefect and pbrf")
+pytestmark = [
+    pytest.mark.skipif(PREFECT is None or PBRF is None, reason="needs prefect and pbrf"),
+    pytest.mark.slow,  # a real Prefect server and pbrf subprocesses
+]
 
 
 def _free_port() -> int:

@@ -28,7 +28,10 @@ VARIANTS = "retrain.variants=[warm,pbrf]"
 ARGV = ["run", "digits-mlp", "--scale", "smoke", "--set", VARIANTS]
 LONG = ["--set", "train.epochs=100000"]  # base training takes minutes: still running when hit
 
-pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc"),
+    pytest.mark.slow,  # real pbrf processes and Prefect servers, interrupted
+]
 
 
 @pytest.fixture(scope="module")

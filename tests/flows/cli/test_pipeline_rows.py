@@ -88,6 +88,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Call
 ROW_PRESETS = [name for name in PRESETS if name not in STUDY_PRESETS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ROW_PRESETS)
 def test_smoke_scale_runs_end_to_end_and_the_report_shows_the_papers_row(
     name: str, smoke_run: Callable[[str], Run]
@@ -117,6 +118,7 @@ def test_smoke_scale_runs_end_to_end_and_the_report_shows_the_papers_row(
     assert (path / "report" / "figure4_gaps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compare_assembles_tables_findings_and_figure_across_runs(
     smoke_run: Callable[[str], Run], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

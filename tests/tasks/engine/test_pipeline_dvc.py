@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from repo_root import REPO
 
+pytestmark = pytest.mark.slow  # dvc repro in a fresh git repository
+
 BIN = Path(sys.executable).parent
 DVC = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
 

@@ -27,6 +27,8 @@ from tasks.engine import artifacts
 from tasks.engine.artifacts import StaleArtifactError
 from tasks.engine.plan import build_plan
 
+pytestmark = pytest.mark.slow  # a smoke study end to end
+
 RTOL = 1e-9  # float64 evaluations recomputed by another route
 
 
