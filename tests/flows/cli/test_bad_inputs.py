@@ -250,6 +250,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
     checked()
 
 
+@pytest.mark.slow
 def test_a_run_directory_being_written_is_refused_naming_the_writer(
     work: Work, checked, capsys
 ) -> None:
@@ -292,6 +293,7 @@ def _pbrf(argv: list[str], env: dict[str, str], timeout: float = 240) -> tuple[i
     return proc.returncode, proc.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_prefect_api_is_one_line(work: Work, checked) -> None:
     with socket_nobody_listens() as url:
         code, err = _pbrf(work.argv(RUN), {"PREFECT_API_URL": url})
@@ -317,6 +319,7 @@ class socket_nobody_listens:
         pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_the_old_artifact(work: Work, tmp_path: Path) -> None:
     """A write that meets a full file system (a 4 MiB tmpfs in a private mount namespace) fails
     with one line naming the file; the artifact it would have replaced is intact."""

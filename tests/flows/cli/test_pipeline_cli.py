@@ -25,6 +25,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_help_imports_neither_torch_nor_prefect() -> None:
     code = (
         "import sys\nfrom flows.cli.parser import build_parser\n"
@@ -103,6 +104,7 @@ def test_divergence_exits_1_naming_the_setting(tmp_path: Path, capsys) -> None:
     assert "non-finite" in line and "Lower train.optimizer.lr" in line
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_a_finished_run(tmp_path: Path, capsys) -> None:
     from pipeline_fixtures import run_study
 

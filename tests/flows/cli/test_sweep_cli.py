@@ -69,6 +69,7 @@ def _sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(DVC is None or shutil.which("git") is None, reason="needs dvc and git")
 def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path) -> None:
     repo = tmp_path / "clone"
