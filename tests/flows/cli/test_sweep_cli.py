@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_root import REPO
 
 from flows.cli import main
+from tasks.sweeps.collect import read_sweep_table
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DVC = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
 
@@ -68,6 +69,7 @@ def _sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(DVC is None or shutil.which("git") is None, reason="needs dvc and git")
 def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path) -> None:
     repo = tmp_path / "clone"
@@ -101,8 +103,11 @@ def test_dvc_sweep_runs_each_point_once_and_extends_by_one_stage(tmp_path: Path)
     out = _sh([DVC, "repro", dvc_file], repo, env)
     assert "Running stage 'sweeps/damping/dvc.yaml:point-damping_0p001'" in out
     assert "train_base: Reused from damping_0p1" in out  # the second point links the base
-    table = repo / "runs" / "sweeps" / "damping" / "sweep" / "table.parquet"
-    assert table.is_file()
+    rows = read_sweep_table(repo / "runs" / "sweeps" / "damping")  # provenance and schema
+    gaps = rows[rows["quantity"] == "gap"]
+    assert set(gaps["key"]) == {"damping"} and sorted(set(gaps["value"])) == [0.001, 0.1]
+    assert gaps["estimate"].notna().all()
+    assert gaps[gaps["term"] == "proximity"]["estimate"].nunique() == 2  # damping reached it
     assert "Running stage" not in _sh([DVC, "repro", dvc_file], repo, env)
 
     _sh([*gen, "--grid", "damping=[0.1,0.01,0.001]"], repo, env)

@@ -307,6 +307,7 @@ def test_lissa_error_shrinks_with_depth(spd):
     assert errors[-1] < 1e-3 < errors[0]
 
 
+@pytest.mark.slow
 def test_solvers_match_scipy_on_tiny_mlp_gnh(tiny_gnh):
     op, dense, _, theta = tiny_gnh
     damping = 1e-2
@@ -345,6 +346,7 @@ def test_many_right_hand_sides_equal_one_at_a_time(spd):
     torch.testing.assert_close(batched, single, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_lissa_repeats_average_stochastic_estimates(tiny_gnh):
     _, dense, problem, theta = tiny_gnh
     _, _, x, t = tiny_problem("cross_entropy", n=30, weight_decay=0.0)

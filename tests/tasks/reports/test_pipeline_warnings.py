@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pipeline_fixtures import run_study, smoke_config
 
 from pbrf.study.presets import load_preset
 from tasks import schemas
 from tasks.engine import artifacts
 from tasks.reports.results import Results
+
+pytestmark = pytest.mark.slow  # a smoke study per test
 
 
 def _manifest(root: Path, node: str) -> dict:

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from data_writers import write_study_files
 from pipeline_fixtures import run_study
+from repo_root import REPO
 
 from flows.cli import main
 from pbrf.data import get_spec
@@ -28,7 +29,6 @@ from pbrf.study.presets import PRESETS, load_preset
 from tasks.reports.report import paper_row
 from tasks.reports.results import GAP_TITLES
 
-REPO = Path(__file__).resolve().parent.parent
 GAPS = ("warm_start", "proximity", "non_convergence", "linearization", "solver")
 TITLES = {"cold": "Cold-Start (LOO)", "warm": "Warm-Start", "pbrf": "PBRF"}
 Run = tuple[Path, StudyConfig]
@@ -89,6 +89,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Call
 ROW_PRESETS = [name for name in PRESETS if name not in STUDY_PRESETS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ROW_PRESETS)
 def test_smoke_scale_runs_end_to_end_and_the_report_shows_the_papers_row(
     name: str, smoke_run: Callable[[str], Run]
@@ -123,6 +124,7 @@ def test_smoke_scale_runs_end_to_end_and_the_report_shows_the_papers_row(
     assert (path / "report" / "figure4_gaps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compare_assembles_tables_findings_and_figure_across_runs(
     smoke_run: Callable[[str], Run], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,6 +13,8 @@ from tasks.reports.results import Results
 from tasks.sweeps.collect import OUTPUTS, collect, read_sweep_table
 from tasks.sweeps.points import plan_sweep, point_dir, run_sweep_points, write_sweep
 
+pytestmark = pytest.mark.slow  # smoke sweeps end to end
+
 # warm and proximal only: cheap, and damping reaches the proximal, influence and later nodes
 VARIANTS = {"retrain.variants": ["warm", "proximal"]}
 DAMPING_NODES = {"retrain-proximal", "influence", "aggregate", "report"}

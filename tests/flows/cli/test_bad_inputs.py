@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from flows.cli import main
 from tasks.engine.plan import build_plan
 from tasks.engine.runner import run_node, write_run_config
 
-REPO = Path(__file__).resolve().parent.parent
 PIMA = "pima-indians-diabetes.data.csv"
 GOOD_ROWS = [f"{i % 5},{100 + i},70,30,0,30.5,0.5,{20 + i % 30},{i % 2}" for i in range(200)]
 
@@ -294,6 +294,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
     checked()
 
 
+@pytest.mark.slow
 def test_a_run_directory_being_written_is_refused_naming_the_writer(
     work: Work, checked, capsys
 ) -> None:
@@ -336,6 +337,7 @@ def _pbrf(argv: list[str], env: dict[str, str], timeout: float = 240) -> tuple[i
     return proc.returncode, proc.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_prefect_api_is_one_line(work: Work, checked) -> None:
     with socket_nobody_listens() as url:
         code, err = _pbrf(work.argv(RUN), {"PREFECT_API_URL": url})
@@ -361,6 +363,7 @@ class socket_nobody_listens:
         pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_the_old_artifact(work: Work, tmp_path: Path) -> None:
     """A write that meets a full file system (a 4 MiB tmpfs in a private mount namespace) fails
     with one line naming the file; the artifact it would have replaced is intact."""

@@ -25,6 +25,7 @@ def test_placement_tags_and_annotates_only_gpu_nodes() -> None:
     assert _inside("cpu", "retrain", True) == ({}, set())
 
 
+@pytest.mark.slow
 def test_gpu_resources_reach_the_dask_scheduler() -> None:
     with distributed.LocalCluster(
         n_workers=2,

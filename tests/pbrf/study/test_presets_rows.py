@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from repo_root import REPO
 from tiny_problems import tiny_problem
 from torch.func import grad
 
@@ -34,7 +34,6 @@ from pbrf.study.presets import PRESETS, load_preset
 from pbrf.study.schedules import schedule_horizon, variant_schedule
 from tasks.reports.report import paper_row
 
-REPO = Path(__file__).resolve().parent.parent
 SWEEP = {1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001}
 ADAM_SWEEP = {0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001}
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 import yaml
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from pbrf.study.presets import PRESETS, load_preset
 from tasks.engine.codehash import ROOT, code_files
@@ -15,8 +15,6 @@ from tasks.engine.dvcgen import dvc_yaml
 from tasks.engine.plan import build_plan
 from tasks.engine.runner import step_function
 from tasks.registry import STEPS, producer
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _plan(cfg):

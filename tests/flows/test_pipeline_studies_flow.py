@@ -12,6 +12,8 @@ import pytest
 from flows.curvature import CurvatureComparisonParams, curvature_comparison
 from tasks.reports.curvature_tables import read_pair
 
+pytestmark = pytest.mark.slow  # flows under prefect_test_harness
+
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
 # damping above the smoke network's most negative Hessian eigenvalue (≈ −0.5), so LiSSA

@@ -15,6 +15,8 @@ import pytest
 from flows.grade import GradeParams, grade
 from tasks.engine.plan import build_plan
 
+pytestmark = pytest.mark.slow  # flows under prefect_test_harness
+
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
 ESTIMATORS = ["exact", "tracin", "grad_dot"]

@@ -78,6 +78,7 @@ def test_lissa_on_an_indefinite_hessian_stops_naming_the_damping_that_converges(
     assert "\n" not in str(exc)
 
 
+@pytest.mark.slow
 def test_lissa_on_the_hessian_converges_to_the_dense_solve_with_damping_above_its_bottom():
     """Damping 0.5 > |λ_min| ≈ 0.33: contraction ρ = max|1 − (h + λ)/σ| ≈ 0.91, so depth 300
     leaves ρ^300 ≈ 2e-13 of the start; the float64 result matches NumPy's solve to 1e-8."""
@@ -129,6 +130,7 @@ def test_the_cli_turns_hessian_failures_into_one_line_naming_damping_and_scale(
         assert needle in lines[0], needle
 
 
+@pytest.mark.slow
 def test_a_smoke_hessian_study_stops_at_the_influence_step_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -122,6 +122,7 @@ def test_the_default_study_has_no_grading_nodes_and_grading_adds_one_per_estimat
     assert changed == {"estimate-cg", "grade", "report"}
 
 
+@pytest.mark.slow
 def test_exact_node_is_the_dense_float64_damped_solve(run):
     root, cfg = run
     inputs, _ = _inputs(root, cfg, torch.float64)
@@ -148,6 +149,7 @@ def test_exact_node_is_the_dense_float64_damped_solve(run):
     assert cost["wall_time_s"].iloc[0] > 0 and cost["peak_memory_mb"].iloc[0] >= 0
 
 
+@pytest.mark.slow
 def test_checkpoints_replay_base_training_and_tracin_uses_them(run):
     """θ at epochs 0 and 2 of a torch.optim.SGD replay (same batch order, lr 0.1, then 0.05 from
     epoch 3); checkpoint k stands for Σ η over its epochs: 2·0.1 and 0.1 + 0.05."""
@@ -190,6 +192,7 @@ def test_checkpoints_replay_base_training_and_tracin_uses_them(run):
     np.testing.assert_allclose(_predicted(root, "tracin"), expected, rtol=F32_RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cg", "lissa", "kfac", "grad_cos"])
 def test_each_node_equals_the_library_estimator_on_the_stored_inputs(run, name):
     root, cfg = run
@@ -206,6 +209,7 @@ def test_each_node_equals_the_library_estimator_on_the_stored_inputs(run, name):
                                    rtol=SAME_RTOL)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_grades_are_scipy_correlations_with_intervals_and_a_consistent_rank(run):
     root, _ = run
     grades = _read(root, "grade/grades.parquet", schemas.GRADES, "grade")
@@ -246,6 +250,7 @@ def test_grades_are_scipy_correlations_with_intervals_and_a_consistent_rank(run)
     assert not calibrated["grad_cos"] and calibrated.drop("grad_cos").all()
 
 
+@pytest.mark.slow
 def test_the_report_has_the_grading_section_and_the_ranking_plot(run):
     root, _ = run
     text = (root / "report" / "report.md").read_text()

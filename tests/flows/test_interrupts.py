@@ -19,16 +19,19 @@ from pathlib import Path
 
 import pytest
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from tasks.engine import manifest
 from tasks.engine.plan import build_plan
 
-REPO = Path(__file__).resolve().parent.parent
 VARIANTS = "retrain.variants=[warm,pbrf]"
 ARGV = ["run", "digits-mlp", "--scale", "smoke", "--set", VARIANTS]
 LONG = ["--set", "train.epochs=100000"]  # base training takes minutes: still running when hit
 
-pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc"),
+    pytest.mark.slow,  # real pbrf processes and Prefect servers, interrupted
+]
 
 
 @pytest.fixture(scope="module")

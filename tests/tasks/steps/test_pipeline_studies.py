@@ -87,6 +87,7 @@ def test_mislabel_keys_restamp_exactly_what_reads_them():
 # --------------------------------------------------------------------------- mislabel
 
 
+@pytest.mark.slow
 def test_prepare_corrupts_the_stated_share_of_training_labels_and_no_test_label(run):
     root, cfg = run
     sd, ref = _dataset(root), load_dataset(cfg.data)
@@ -98,6 +99,7 @@ def test_prepare_corrupts_the_stated_share_of_training_labels_and_no_test_label(
     assert torch.equal(sd["t_test"], ref.t_test)
 
 
+@pytest.mark.slow
 def test_influence_self_influence_matches_a_dense_float64_solve(run):
     """The step takes gradients in float32 (≈1e-7 relative) and solves in float64: 1e-4 holds."""
     root, cfg = run
@@ -112,6 +114,7 @@ def test_influence_self_influence_matches_a_dense_float64_solve(run):
     assert got["corrupted"].to_numpy().sum() == 10
 
 
+@pytest.mark.slow
 def test_pbrf_self_influence_is_the_own_loss_change_under_that_examples_pbrf(run):
     """Three examples' PBRFs retrained on their own (paper setting: K/2 epochs at lr/10) and
     their own losses evaluated by an nn.Module in float64; vmapped batches of 100 vs 3 models
@@ -147,6 +150,7 @@ def test_pbrf_self_influence_is_the_own_loss_change_under_that_examples_pbrf(run
     assert len(scores) == 100
 
 
+@pytest.mark.slow
 def test_detection_tables_match_an_independent_recomputation(run):
     root, cfg = run
     inf = _table(root, "mislabel/influence.parquet", schemas.MISLABEL_INFLUENCE, "self_influence")
@@ -180,6 +184,7 @@ def test_detection_tables_match_an_independent_recomputation(run):
     assert rnd["high"] - rnd["auc"] == pytest.approx(1.959964 * sd, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_report_has_the_figure6_section_with_the_papers_number(run):
     root, _ = run
     md = (root / "report/report.md").read_text()
@@ -192,6 +197,7 @@ def test_report_has_the_figure6_section_with_the_papers_number(run):
     assert {"auc", "found_at_10", "found_at_20", "found_at_30"} <= set(metrics["pbrf"])
 
 
+@pytest.mark.slow
 def test_sharded_self_pbrf_gives_the_same_scores_and_reuses_the_rest(run, tmp_path: Path):
     root, _ = run
     copy = tmp_path / "sharded"
@@ -215,6 +221,7 @@ def test_sharded_self_pbrf_gives_the_same_scores_and_reuses_the_rest(run, tmp_pa
 # --------------------------------------------------------------------------- two-stage LOO
 
 
+@pytest.mark.slow
 def test_two_stage_response_is_the_warm_run_minus_a_full_data_run(run):
     """Reference: the run's warm Δ minus a full-data warm run trained here (float32). Vmapped
     batches of M + 1, M and 1 models differ by float32 GEMM blocking (≈1e-7 of δ), and the
@@ -246,6 +253,7 @@ def test_two_stage_response_is_the_warm_run_minus_a_full_data_run(run):
     assert float((got - delta("warm")).abs().max()) > 10 * 1e-3 * scale  # not just warm
 
 
+@pytest.mark.slow
 def test_two_stage_is_a_table2_row_and_a_table8_section_with_the_papers_values(run):
     root, _ = run
     corr = _table(root, "aggregate/correlations.parquet", schemas.CORRELATIONS, "aggregate")

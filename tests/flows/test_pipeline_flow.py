@@ -13,6 +13,8 @@ from pipeline_fixtures import smoke_config
 from flows.decomposition import DecompositionParams, decomposition
 from tasks.engine.plan import build_plan
 
+pytestmark = pytest.mark.slow  # flows under prefect_test_harness
+
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
 SMOKE_OVERRIDES = {"retrain.variants": ["cold", "warm", "proximal", "pbrf", "linearized_pbrf"]}

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from pipeline_fixtures import smoke_config
+from repo_root import REPO
 
 from flows.cli import main
+from tasks.engine import artifacts
 
-REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--scale", "smoke"]
 
 
@@ -24,6 +25,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_help_imports_neither_torch_nor_prefect() -> None:
     code = (
         "import sys\nfrom flows.cli.parser import build_parser\n"
@@ -80,7 +82,9 @@ def test_step_runs_a_node_and_rejects_unknown_ones(tmp_path: Path, capsys) -> No
     assert main(["step", "prepare", "--params", str(params), "--out", str(out)]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["node"] == "prepare" and record["state"] == "Completed"
-    assert (out / "prepare" / "dataset.pt").is_file()
+    data = yaml.safe_load(params.read_text())["data"]
+    ck = artifacts.load_checkpoint(out / "prepare" / "dataset.pt", step="prepare", stamp=None)
+    assert ck.meta["n_train"] == len(ck.state_dict["x_train"]) == data["train_size"] == 100
     assert main(["step", "retrain-banana", "--params", str(params), "--out", str(out)]) == 2
     assert "unknown node 'retrain-banana'" in _one_line(capsys.readouterr().err)
     # a node whose inputs are missing fails with one line naming the step to run
@@ -100,15 +104,17 @@ def test_divergence_exits_1_naming_the_setting(tmp_path: Path, capsys) -> None:
     assert "non-finite" in line and "Lower train.optimizer.lr" in line
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_a_finished_run(tmp_path: Path, capsys) -> None:
     from pipeline_fixtures import run_study
 
     cfg = smoke_config(retrain__variants=["cold", "warm", "pbrf"])
     run_study(tmp_path, cfg)
+    written = (tmp_path / "report" / "report.md").read_text()
     (tmp_path / "report" / "report.md").unlink()
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "gap (Table 5)" in out and "influence vs (Table 2)" in out and "[" in out
-    assert (tmp_path / "report" / "report.md").is_file()
+    assert (tmp_path / "report" / "report.md").read_text() == written  # rebuilt as the run wrote it
     assert main(["report", str(tmp_path / "missing")]) == 1
     assert "not a pbrf run directory" in _one_line(capsys.readouterr().err)

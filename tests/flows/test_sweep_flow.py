@@ -12,6 +12,8 @@ import pytest
 
 from flows.sweep import SweepParams, sweep
 
+pytestmark = pytest.mark.slow  # flows under prefect_test_harness
+
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
 PARAMS = {

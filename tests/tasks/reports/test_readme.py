@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from pipeline_fixtures import run_study, smoke_config
+from repo_root import REPO
 
 from flows.cli.parser import build_parser
 from tasks.reports import readme
 from tasks.reports.results import Results
 
-REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
@@ -50,6 +50,7 @@ def test_every_documented_command_parses() -> None:
         assert info.value.code == 0
 
 
+@pytest.mark.slow
 def test_result_blocks_are_written_from_a_run_and_checked_against_one(tmp_path: Path) -> None:
     cfg = smoke_config(retrain__variants=["cold", "warm", "pbrf"])
     run_study(tmp_path, cfg)

@@ -140,6 +140,7 @@ def test_exact_solve_is_float64_for_a_float32_model():
     assert rel_err(float32_solve.double(), ref) > 1e-4  # what a float32 solve would give
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("curvature", ["gnh", "hessian"])
 def test_every_solver_matches_the_dense_reference(curvature):
     problem, theta, x, t = tiny_problem("cross_entropy", weight_decay=0.01)
@@ -289,6 +290,7 @@ def _true_loo(
     return res.theta[0]
 
 
+@pytest.mark.slow
 def test_logistic_regression_influence_matches_true_leave_one_out(cancer):
     """Table 5's LR/Cancer row and Figure 1 (left): influence ≈ LOO, Pearson ≥ 0.99 on 20 removals."""
     ds, problem, base, _ = cancer
