@@ -93,7 +93,7 @@ def test_lissa_depth_moves_the_matched_pbrf_but_not_the_paper_setting():
 
 
 def test_code_closures_are_per_step():
-    rel = lambda fn: {p.relative_to(ROOT).as_posix() for p in code_files(fn)}  # noqa: E731
+    rel = lambda fn: {p.relative_to(ROOT).as_posix() for p in code_files((fn.split(":")[0],))}  # noqa: E731
     report = rel(STEPS["report"].function)
     retrain = rel(STEPS["retrain"].function)
     assert "tasks/reports/report.py" in report and "pbrf/objectives.py" not in report

@@ -9,10 +9,10 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from repo_root import REPO as ROOT
 
 from pbrf.kernels import make_stepper
 from pbrf.losses import get_loss
@@ -25,9 +25,8 @@ from pbrf.responses import variant_objective
 from pbrf.study.memory import GiB, retrain_memory, shards_for
 from pbrf.study.presets import load_preset
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench_row  # noqa: E402
+import bench_row
 
 META = torch.device("meta")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_root import REPO
 
 from flows.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DVC = shutil.which("dvc", path=str(BIN)) or shutil.which("dvc")
 
@@ -72,6 +72,7 @@ PLOTS = """plots:
 
 
 @pytest.mark.skipif(DVC is None, reason="needs the dvc command")
+@pytest.mark.slow
 def test_dvc_plots_show_needs_no_network(tmp_path: Path) -> None:
     """With the repository's ``.dvc/config`` the page inlines Vega, Vega-Lite and Vega-Embed:
     no URL anywhere, no tag loading a ``src``/``href``, one embedded plot per definition."""
