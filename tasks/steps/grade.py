@@ -48,7 +48,7 @@ def grade(ctx: StepContext) -> None:
     auc = _mislabel_auc(ctx)
 
     rows: list[dict[str, Any]] = []
-    for name in cfg.grade.names:
+    for name in cfg.grade.estimators:
         for ref in refs:
             if name == ref:  # the exact solve against itself
                 continue
