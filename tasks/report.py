@@ -26,6 +26,8 @@ from tasks.grade_report import grading_markdown
 from tasks.paper import paper_correlations, paper_gaps
 from tasks.results import (
     GAP_TITLES,
+    PAPER_PAIRS,
+    PAPER_SETTING_GAPS,
     SOURCE_TITLES,
     TABLE2_REFERENCES,
     Results,
@@ -66,10 +68,19 @@ def paper_row(cfg: Any) -> tuple[str, str, str]:
     return cfg.model.name, dataset, STAND_INS.get(cfg.data.name, "")
 
 
-def paper_table2(model: str, dataset: str) -> tuple[str, dict[str, dict[str, float]]]:
+def gap_table(cfg: Any) -> str:
+    """The paper's table of gaps a run is compared with: Table 4 when influence used the full
+    Hessian (``influence.curvature=hessian``), Table 5 (Gauss-Newton Hessian) otherwise."""
+    return "4" if cfg.influence.curvature == "hessian" else "5"
+
+
+def paper_table2(
+    model: str, dataset: str, curvature: str = "gnh"
+) -> tuple[str, dict[str, dict[str, float]]]:
     """(table, values) of the paper's correlations for a row: Table 2 (the MNIST models), else
-    Table 6 (the MLP rows, influence with the Gauss-Newton Hessian, as Table 2)."""
-    for table in ("2", "6"):
+    Table 6 (the MLP rows, influence with the Gauss-Newton Hessian, as Table 2); with the full
+    Hessian, Table 7 (its MLP rows)."""
+    for table in ("7",) if curvature == "hessian" else ("2", "6"):
         values = paper_correlations(model, dataset, table) if dataset else {}
         if values:
             return table, values
@@ -79,23 +90,36 @@ def paper_table2(model: str, dataset: str) -> tuple[str, dict[str, dict[str, flo
 # --------------------------------------------------------------------------- markdown
 
 
+PAPER_SETTING_LABEL = "ours, paper setting"
+MATCHED_LABEL = "ours, matched PBRF (added)"
+
+
 def table5_markdown(res: Results) -> str:
+    """Our gaps through the paper-setting PBRF (beside the paper's row: Table 5, or Table 4 for
+    the full Hessian) and through the horizon-matched PBRF (this project's added row)."""
     cfg = res.cfg
     cells = {r.gap: gap_cell(r) for r in res.gaps.itertuples(index=False)}
     head = "| | Model | Dataset | " + " | ".join(GAP_TITLES.values()) + " | Output scale |"
     sep = "|---|---|---|" + "---|" * (len(GAP_TITLES) + 1)
-    lines = [
-        head,
-        sep,
-        f"| ours | {cfg.model.name} | {cfg.data.name} | "
+    lines = [head, sep]
+    scale = fmt(res.output_scale())
+    if "non_convergence_paper" in cells:
+        lines.append(
+            f"| {PAPER_SETTING_LABEL} | {cfg.model.name} | {cfg.data.name} | "
+            + " | ".join(cells.get(PAPER_SETTING_GAPS[g], "—") for g in GAP_TITLES)
+            + f" | {scale} |"
+        )
+    lines.append(
+        f"| {MATCHED_LABEL} | {cfg.model.name} | {cfg.data.name} | "
         + " | ".join(cells.get(g, "—") for g in GAP_TITLES)
-        + f" | {fmt(res.output_scale())} |",
-    ]
+        + f" | {scale} |"
+    )
     model, dataset, _ = paper_row(cfg)
-    paper = paper_gaps(model, dataset) if dataset else {}
+    table = gap_table(cfg)
+    paper = paper_gaps(model, dataset, table) if dataset else {}
     if paper:
         lines.append(
-            f"| paper | {model} | {dataset} | "
+            f"| paper (Table {table}) | {model} | {dataset} | "
             + " | ".join(_paper_gap(paper.get(g)) for g in GAP_TITLES)
             + " | |"
         )
@@ -110,7 +134,7 @@ def _paper_gap(v: Any) -> str:
 
 def table2_markdown(res: Results) -> str:
     model, dataset, _ = paper_row(res.cfg)
-    table, paper = paper_table2(model, dataset)
+    table, paper = paper_table2(model, dataset, res.cfg.influence.curvature)
     head = "| Reference | Pearson [95 % CI] | Spearman [95 % CI] | most influential removal |"
     lines = [
         head + (f" paper P / S (Table {table}) |" if paper else ""),
@@ -132,7 +156,7 @@ def table2_markdown(res: Results) -> str:
             f"{corr_cell(r.spearman, r.spearman_low, r.spearman_high)} | {jk} |"
         )
         if paper:
-            p = paper.get(ref, {})
+            p = paper.get(PAPER_PAIRS.get(ref, ""), {})
             row += (
                 f" {fmt(p.get('pearson'), '.2f')} / {fmt(p.get('spearman'), '.2f')} |"
                 if p
@@ -207,7 +231,9 @@ def report_markdown(res: Results, meta: dict[str, Any]) -> str:
         "## Gaps (Table 5)",
         "",
         "Mean output distance E_x‖f(θ_a, x) − f(θ_b, x)‖ over the training inputs: mean ± std "
-        "[95 % interval of the mean] over the removals."
+        "[95 % interval of the mean] over the removals. The paper's row stands beside ours "
+        "through the PBRF and linearized PBRF trained as the paper did (K/2 epochs at lr/10); "
+        "the row through the horizon-matched PBRF is this project's addition."
         + (f" Paper row: {model}/{dataset}" + (f" ({note})." if note else ".") if dataset else ""),
         "",
         table5_markdown(res),
@@ -216,7 +242,9 @@ def report_markdown(res: Results, meta: dict[str, Any]) -> str:
         "",
         "Correlation over the removals between the influence prediction ε∇L_testᵀ(G+λI)⁻¹g "
         "(Eq. 23) and the actual test-loss change of each retraining scheme (* = the paper's "
-        "Table 2 columns); the last column names the removal whose omission moves Pearson most.",
+        "Table 2 columns; the paper's PBRF column stands beside the PBRF trained as the paper "
+        "did, K/2 epochs at lr/10; the horizon-matched PBRF is this project's added row); the "
+        "last column names the removal whose omission moves Pearson most.",
         "",
         table2_markdown(res),
         "",

@@ -94,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(rp)
     rp.set_defaults(func=_lazy("flows.cli.report", "cmd_report"))
 
-    rd = sub.add_parser("readme", help="write a run's results into README.md (or --check them)")
-    rd.add_argument("run", help="finished run directory, e.g. runs/digits-mlp")
-    rd.add_argument("--file", default="README.md", help="Markdown file holding the block")
-    rd.add_argument("--name", help="block name (default: the run's experiment name)")
+    rd = sub.add_parser("readme", help="write runs' results into README.md (or --check them)")
+    rd.add_argument(
+        "run", nargs="+", help="finished run directories, e.g. runs/digits-mlp runs/concrete-mlp"
+    )
+    rd.add_argument("--file", default="README.md", help="Markdown file holding the blocks")
+    rd.add_argument("--name", help="block name, with one run (default: each run's experiment name)")
     rd.add_argument(
         "--check", action="store_true", help="exit 1 unless the run reproduces every stated number"
     )
