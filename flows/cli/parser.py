@@ -70,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(pa)
     pa.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_params"))
 
+    tu = sub.add_parser(
+        "tune", help="choose the learning rate by a validation sweep over the paper's grid"
+    )
+    tu.add_argument("preset", nargs="?")
+    tu.add_argument("--scale", help="preset scale")
+    _add_set(tu)
+    tu.add_argument(
+        "--grid", help="comma-separated rates (default: the paper's grid for the optimizer)"
+    )
+    tu.add_argument("--out", help="directory for tune.json (default runs/<preset>[-<scale>]-tune)")
+    _add_debug(tu)
+    tu.set_defaults(func=_lazy("flows.cli.tune", "cmd_tune"))
+
     pl = sub.add_parser("plan", help="list a study's nodes: what each reads, needs and writes")
     pl.add_argument("preset", nargs="?")
     pl.add_argument("--scale", help="preset scale")
