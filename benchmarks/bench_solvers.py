@@ -52,7 +52,8 @@ from torch import Tensor
 
 from pbrf.curvature import LinearizedGNH, curvature_matvec, dense_from_matvec, gnh_product
 from pbrf.data import load_dataset
-from pbrf.influence import inverse_curvature_product, removal_gradients
+from pbrf.gradients import removal_gradients
+from pbrf.influence import inverse_curvature_product
 from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.params import flat_params

@@ -59,7 +59,7 @@ from torch.func import grad_and_value, vmap
 
 from pbrf.curvature import Matvec, curvature_matvec, sampled_matvec
 from pbrf.data import load_dataset
-from pbrf.influence import removal_gradients
+from pbrf.gradients import removal_gradients
 from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.objectives import Batch, removal_weights

@@ -9,6 +9,8 @@ proximal           Eq. 7  (+ λ/2‖θ−θˢ‖²)                       θˢ  
 pbrf               Eq. 8  (Bregman, −εℓ_z, proximal)           θˢ    K.., η × lr_factor
 linearized_pbrf    Eq. 11 (quadratic via jvp)                  θˢ    K.., η × lr_factor
 pbrf_paper         Eq. 8, the paper's setting                  θˢ    K.. for K/2 epochs, η/10
+linearized_pbrf_   Eq. 11 at the paper's setting               θˢ    K.. for K/2 epochs, η/10
+paper
 two_stage          Eq. 2 minus Eq. 2 at ε = 0 (Appendix F.2)   θˢ    K.., η
 =================  ==========================================  ====  ============================
 
@@ -75,7 +77,8 @@ class TrainSettings(Protocol):
     optimizer: Any  # {name, lr, momentum?, lr_milestones, lr_gamma, ...} or L-BFGS's settings
 
 
-PBRF_VARIANTS = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
+PBRF_VARIANTS = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper", "linearized_pbrf_paper"})
+PAPER_SETTING = frozenset({"pbrf_paper", "linearized_pbrf_paper"})  # K/2 epochs at lr/10
 BREGMAN = frozenset({"pbrf", "pbrf_paper"})
 
 
@@ -201,6 +204,7 @@ def variant_objective(
         "pbrf": (bregman, False, with_anchor_outputs),
         "pbrf_paper": (bregman, False, with_anchor_outputs),
         "linearized_pbrf": (linearized, False, None),
+        "linearized_pbrf_paper": (linearized, False, None),
         "two_stage": (downweighted, True, None),
     }
     if variant not in table:

@@ -24,7 +24,16 @@ from typing import Any
 Params = Mapping[str, Any]  # a node's parameters, e.g. {"variant": "pbrf", "shard": 0}
 Config = Mapping[str, Any]  # the config as a JSON-like dict (StudyConfig.model_dump)
 
-VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage")
+VARIANTS = (
+    "cold",
+    "warm",
+    "proximal",
+    "pbrf",
+    "linearized_pbrf",
+    "pbrf_paper",
+    "linearized_pbrf_paper",
+    "two_stage",
+)
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
         return ("retrain.epochs_fraction",)
     if v == "proximal":
         return ("retrain.epochs_fraction", "damping")
-    if v == "pbrf_paper":
+    if v in ("pbrf_paper", "linearized_pbrf_paper"):
         return ("retrain.epochs_fraction", "retrain.pbrf.paper_lr_factor", "damping")
     own: tuple[str, ...] = (
         "retrain.pbrf.horizon",
@@ -289,7 +298,7 @@ STEPS: dict[str, Step] = {
             reads=_retrain_reads,
             inputs=_retrain_inputs,
             instances=_variant_shards,
-            forward_ad=lambda p: p["variant"] == "linearized_pbrf",
+            forward_ad=lambda p: p["variant"] in ("linearized_pbrf", "linearized_pbrf_paper"),
             outputs={
                 "variant_delta": "retrain/{variant}/shard-{shard}/delta.pt",
                 "variant_removals": "retrain/{variant}/shard-{shard}/removals.parquet",

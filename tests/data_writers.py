@@ -255,6 +255,7 @@ def write_study_files(root: Path, n_train: int = 96, n_test: int = 48, seed: int
     root.mkdir(parents=True, exist_ok=True)
     write_idx_set(root, "MNIST", n_train, n_test, seed)
     write_idx_set(root, "FashionMNIST", n_train, n_test, seed + 1)
+    write_idx_set(root, "mnist_5k", n_train, n_test, seed + 7)
     write_cifar_set(root, -(-n_train // 5), n_test, seed + 2)
     n_rows = (n_train + n_test) * 5 // 4  # the UCI sets hold out 20 % as their test split
     concrete = regression_table(n_rows, 8, 1, seed + 3)

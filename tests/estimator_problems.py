@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from pbrf.estimators import EstimatorInputs
-from pbrf.influence import grad_test_loss, removal_gradients
+from pbrf.gradients import grad_test_loss, removal_gradients
 from pbrf.losses import get_loss
 from pbrf.params import flat_params
 from pbrf.problem import Problem

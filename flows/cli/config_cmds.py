@@ -148,6 +148,8 @@ def _show_preset(name: str) -> int:
     for scale, overrides in preset.scales.items():
         shown = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the preset's settings"
         print(f"  {scale}: {shown}")
+        for note in preset.scale_notes.get(scale, ()):
+            print(f"    - {note}")
     if preset.notes:
         print("choices where the paper is silent or contradicts itself:")
         for note in preset.notes:

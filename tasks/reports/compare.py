@@ -33,8 +33,22 @@ from matplotlib.figure import Figure
 
 from tasks.engine.artifacts import ArtifactError, atomic_path, write_text
 from tasks.reports.paper import paper_gaps, paper_values
-from tasks.reports.report import paper_row, paper_table2
-from tasks.reports.results import GAP_TITLES, SOURCE_TITLES, TABLE2_REFERENCES, Results, fmt
+from tasks.reports.report import (
+    MATCHED_LABEL,
+    PAPER_SETTING_LABEL,
+    gap_table,
+    paper_row,
+    paper_table2,
+)
+from tasks.reports.results import (
+    GAP_TITLES,
+    PAPER_PAIRS,
+    PAPER_SETTING_GAPS,
+    SOURCE_TITLES,
+    TABLE2_REFERENCES,
+    Results,
+    fmt,
+)
 
 FIRST_THREE = ("warm_start", "proximity", "non_convergence")
 DOMINANT_SHARE = 0.9  # the first three gaps "dominate": ≥ 90 % of the sum of the five means
@@ -73,7 +87,7 @@ def load_runs(paths: Sequence[Path | str]) -> tuple[list[Run], list[str]]:
             skipped.append(f"{p}: not a finished run ({first})")
             continue
         model, dataset, note = paper_row(cfg)
-        has_row = bool(dataset and paper_gaps(model, dataset))
+        has_row = bool(dataset and paper_gaps(model, dataset, gap_table(cfg)))
         runs.append(Run(p.name, p, res, model, dataset if has_row else "", note))
     names = [r.label for r in runs]
     for r in runs:  # the same directory name under two parents: label by path
@@ -94,12 +108,23 @@ def _paper_order() -> dict[tuple[str, str], int]:
 
 
 def table5_frame(runs: Sequence[Run]) -> pd.DataFrame:
-    """Long form: one row per run × gap, ours with the interval, the paper's mean and std."""
+    """Long form: one row per run × gap, ours with the interval, the paper's mean and std.
+
+    ``setting`` says which PBRF a gap runs through: ``paper`` (K/2 epochs at lr/10, the paper's
+    like: its value stands beside), ``matched`` (this project's added rows, no paper value) or
+    ``both`` (Warm-Start and Proximity, before any PBRF)."""
     rows = []
+    paired = {v: k for k, v in PAPER_SETTING_GAPS.items()}
     for run in runs:
-        paper = paper_gaps(run.paper_model, run.paper_dataset) if run.paper_dataset else {}
+        table = gap_table(run.cfg)
+        paper = paper_gaps(run.paper_model, run.paper_dataset, table) if run.paper_dataset else {}
         for g in run.results.gaps.itertuples(index=False):
-            p = paper.get(g.gap, {})
+            p = paper.get(paired.get(g.gap, ""), {})
+            setting = (
+                "both"
+                if g.gap in GAP_TITLES and g.gap in paired
+                else ("paper" if g.gap in paired else "matched")
+            )
             rows.append(
                 {
                     "run": run.label,
@@ -108,6 +133,7 @@ def table5_frame(runs: Sequence[Run]) -> pd.DataFrame:
                     "dataset": run.cfg.data.name,
                     "paper_row": _row_name(run),
                     "gap": g.gap,
+                    "setting": setting,
                     "mean": g.mean,
                     "std": g.std,
                     "ci_low": g.ci_low,
@@ -115,6 +141,7 @@ def table5_frame(runs: Sequence[Run]) -> pd.DataFrame:
                     "n": g.n,
                     "paper_mean": p.get("mean", math.nan),
                     "paper_std": p.get("std", math.nan),
+                    "paper_table": table if p else "",
                 }
             )
     return pd.DataFrame(rows)
@@ -124,12 +151,13 @@ def table2_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """Long form: one row per run × reference (cold, warm, PBRF), ours and the paper's."""
     rows = []
     for run in runs:
-        table, paper = paper_table2(run.paper_model, run.paper_dataset)
+        curvature = run.cfg.influence.curvature
+        table, paper = paper_table2(run.paper_model, run.paper_dataset, curvature)
         corr = {r.reference: r for r in run.results.correlations.itertuples(index=False)}
         for ref in TABLE2_REFERENCES:
             if ref not in corr:
                 continue
-            r, p = corr[ref], paper.get(ref, {})
+            r, p = corr[ref], paper.get(PAPER_PAIRS.get(ref, ""), {})
             rows.append(
                 {
                     "run": run.label,
@@ -174,23 +202,33 @@ def findings(runs: Sequence[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         ours = {g.gap: float(g.mean) for g in run.results.gaps.itertuples(index=False)}
-        paper = paper_gaps(run.paper_model, run.paper_dataset) if run.paper_dataset else {}
+        like = {g: ours[p] for g, p in PAPER_SETTING_GAPS.items() if p in ours}
+        matched = {g: ours[g] for g in GAP_TITLES if g in ours}
+        table = gap_table(run.cfg)
+        paper = paper_gaps(run.paper_model, run.paper_dataset, table) if run.paper_dataset else {}
         paper_means = {g: v["mean"] for g, v in paper.items() if "mean" in v}
         corr = {r.reference: r for r in run.results.correlations.itertuples(index=False)}
-        _, pc = paper_table2(run.paper_model, run.paper_dataset)
+        _, pc = paper_table2(run.paper_model, run.paper_dataset, run.cfg.influence.curvature)
+        scale = run.results.output_scale()
         rows.append(
             {
                 "run": run.label,
                 "paper_row": _row_name(run),
-                "share": first_three_share(ours, run.results.output_scale())
-                if len(ours) == len(GAP_TITLES)
-                else math.nan,
+                # the paper's like: the gaps through the paper-setting PBRF
+                "share": _share(like, scale),
                 "paper_share": first_three_share(paper_means) if paper_means else math.nan,
-                "pbrf_over_loo": _tracks_pbrf(corr.get("pbrf"), corr.get("cold")),
+                "pbrf_over_loo": _tracks_pbrf(corr.get("pbrf_paper"), corr.get("cold")),
                 "paper_pbrf_over_loo": _paper_tracks(pc),
+                # this project's added rows: through the horizon-matched PBRF
+                "matched_share": _share(matched, scale),
+                "matched_pbrf_over_loo": _tracks_pbrf(corr.get("pbrf"), corr.get("cold")),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _share(means: dict[str, float], scale: float) -> float:
+    return first_three_share(means, scale) if len(means) == len(GAP_TITLES) else math.nan
 
 
 def _tracks_pbrf(pbrf: Any, cold: Any) -> str:
@@ -258,25 +296,23 @@ def comparison_markdown(runs: Sequence[Run], skipped: Sequence[str] = ()) -> str
         "",
         "## Table 5: gaps (mean output distance on the training inputs)",
         "",
-        "| run | model | data | paper row | " + " | ".join(GAP_TITLES.values()) + " |",
-        "|---|---|---|---|" + "---|" * len(gaps),
+        "Per run, the gaps through the PBRF trained as the paper did (K/2 epochs at lr/10; the "
+        "paper's Table 5 value beside each, Table 4 for full-Hessian runs), then through the "
+        "horizon-matched PBRF (this project's added row, no paper value).",
+        "",
+        "| run | PBRF | model | data | paper row | " + " | ".join(GAP_TITLES.values()) + " |",
+        "|---|---|---|---|---|" + "---|" * len(gaps),
     ]
     for run in runs:
         sub = t5[t5["run"] == run.label].set_index("gap")
-        cells = []
-        for g in gaps:
-            if g not in sub.index:
-                cells.append("—")
+        for label, names in ((PAPER_SETTING_LABEL, PAPER_SETTING_GAPS), (MATCHED_LABEL, None)):
+            if names is not None and "non_convergence_paper" not in sub.index:
                 continue
-            r = sub.loc[g]
-            cell = f"{fmt(r['mean'])} ± {fmt(r['std'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-            if not math.isnan(r["paper_mean"]):
-                cell += f"<br>paper {fmt(r['paper_mean'])} ± {fmt(r['paper_std'])}"
-            cells.append(cell)
-        lines.append(
-            f"| {run.label} | {run.cfg.model.name} | {run.cfg.data.name} | "
-            f"{_row_name(run) or '—'} | " + " | ".join(cells) + " |"
-        )
+            cells = [_gap_cell(sub, names[g] if names else g, names is not None) for g in gaps]
+            lines.append(
+                f"| {run.label} | {label} | {run.cfg.model.name} | {run.cfg.data.name} | "
+                f"{_row_name(run) or '—'} | " + " | ".join(cells) + " |"
+            )
     notes = sorted({f"{r.cfg.data.name}: {r.note}" for r in runs if r.note})
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
@@ -285,7 +321,9 @@ def comparison_markdown(runs: Sequence[Run], skipped: Sequence[str] = ()) -> str
         "## Table 2: influence vs retraining, correlation of the test-loss change",
         "",
         "Pearson / Spearman over the removals [95 % intervals]; the paper's value from Table 2 "
-        "(five MNIST models) or, where Table 2 has no row, Table 6 (the MLP rows).",
+        "(five MNIST models) or, where Table 2 has no row, Table 6 (the MLP rows; Table 7 for "
+        "full-Hessian runs). The paper's PBRF column stands beside the paper-setting PBRF; "
+        "the horizon-matched PBRF is this project's added column.",
         "",
         "| run | paper row | "
         + " | ".join(f"{SOURCE_TITLES[r]} P | {SOURCE_TITLES[r]} S" for r in TABLE2_REFERENCES)
@@ -317,21 +355,35 @@ def comparison_markdown(runs: Sequence[Run], skipped: Sequence[str] = ()) -> str
         "cold-start's, as printed ('disjoint': the 95 % intervals do not overlap either; 'tie': "
         "equal, as with very few removals).",
         "",
+        "Ours through the paper-setting PBRF (the paper's like), then through the "
+        "horizon-matched PBRF (this project's addition).",
+        "",
         "| run | paper row | first-three share (ours) | dominate? | paper share | paper | "
-        "IF tracks PBRF > LOO (ours) | paper |",
-        "|---|---|---|---|---|---|---|---|",
+        "IF tracks PBRF > LOO (ours) | paper | matched PBRF: share | matched: IF tracks PBRF |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in fin.itertuples(index=False):
         lines.append(
             f"| {r.run} | {r.paper_row or '—'} | {fmt(r.share, '.1%')} | {dominates(r.share)} | "
             f"{fmt(r.paper_share, '.1%')} | {dominates(r.paper_share)} | {r.pbrf_over_loo} | "
-            f"{r.paper_pbrf_over_loo} |"
+            f"{r.paper_pbrf_over_loo} | {fmt(r.matched_share, '.1%')} | "
+            f"{r.matched_pbrf_over_loo} |"
         )
     lines += _notes_markdown(runs)
     if skipped:
         lines += ["", "## Skipped", "", *[f"- {s}" for s in skipped]]
     lines += ["", "![Figure 4 across runs](figure4.png)", ""]
     return "\n".join(lines)
+
+
+def _gap_cell(sub: pd.DataFrame, gap: str, with_paper: bool) -> str:
+    if gap not in sub.index:
+        return "—"
+    r = sub.loc[gap]
+    cell = f"{fmt(r['mean'])} ± {fmt(r['std'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+    if with_paper and not math.isnan(r["paper_mean"]):
+        cell += f"<br>paper {fmt(r['paper_mean'])} ± {fmt(r['paper_std'])}"
+    return cell
 
 
 def _notes_markdown(runs: Sequence[Run]) -> list[str]:
@@ -358,7 +410,8 @@ def _notes_markdown(runs: Sequence[Run]) -> list[str]:
 
 
 def comparison_figure(runs: Sequence[Run], path: Path) -> None:
-    """Figure 4 across runs: per run our five gaps with 95 % intervals, the paper's as markers."""
+    """Figure 4 across runs: per run our five gaps with 95 % intervals (through the paper-setting
+    PBRF where the run trained it), the paper's as markers."""
     t5 = table5_frame(runs)
     cols = min(4, max(1, len(runs)))
     nrows = max(1, math.ceil(len(runs) / cols))
@@ -367,7 +420,9 @@ def comparison_figure(runs: Sequence[Run], path: Path) -> None:
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
     labels = ["WS", "Prox", "NC", "Lin", "Solv"]
     for ax, run in zip(axes, runs, strict=False):
-        sub = t5[t5["run"] == run.label].set_index("gap").reindex(list(GAP_TITLES))
+        sub = t5[t5["run"] == run.label].set_index("gap")
+        like = "non_convergence_paper" in sub.index  # the paper's like: paper-setting PBRF
+        sub = sub.reindex([PAPER_SETTING_GAPS[g] if like else g for g in GAP_TITLES])
         x = list(range(len(GAP_TITLES)))
         mean = sub["mean"].to_numpy()
         err = [mean - sub["ci_low"].to_numpy(), sub["ci_high"].to_numpy() - mean]

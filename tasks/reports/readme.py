@@ -11,10 +11,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from tasks.reports.results import GAP_TITLES, SOURCE_TITLES, Results, corr_cell, fmt, gap_cell
+from pbrf.stats import Interval, bootstrap_correlation_difference
+from tasks.reports.paper import paper_gaps
+from tasks.reports.report import gap_table, paper_row, paper_table2
+from tasks.reports.results import (
+    ALL_GAP_TITLES,
+    GAP_TITLES,
+    PAPER_PAIRS,
+    PAPER_SETTING_GAPS,
+    SOURCE_TITLES,
+    Results,
+    corr_cell,
+    fmt,
+    gap_cell,
+)
 
 GAP_DIGITS, CORR_DIGITS = 3, 2
+DIFF_ROW = "Spearman(IF, PBRF) − Spearman(IF, LOO)"
 _NUM = r"(-?\d+\.\d+|n/a)"
 
 
@@ -22,37 +37,128 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
 
 
-def render(res: Results, name: str) -> str:
-    """The block for run ``res`` (markers included)."""
+@dataclass(frozen=True)
+class RunFacts:
+    """What a block says about how its run was made: the preset scale, the data, compute time."""
+
+    scale: str  # "" when overrides changed the preset's config
+    data: str
+    seconds: float  # summed over the run's steps (their manifests)
+
+
+def spearman_difference(res: Results) -> Interval | None:
+    """Spearman(influence, paper-setting PBRF) − Spearman(influence, LOO) with its interval
+    (the paper's second finding); the matched PBRF when the run has no paper-setting one."""
+    wide = res.wide_changes()
+    pbrf = next((v for v in ("pbrf_paper", "pbrf") if v in wide.columns), None)
+    if pbrf is None or "cold" not in wide.columns:
+        return None
+    return bootstrap_correlation_difference(
+        *(wide[c].to_numpy(dtype="float64", copy=True) for c in ("influence", pbrf, "cold"))
+    )
+
+
+def render(res: Results, name: str, facts: RunFacts | None = None) -> str:
+    """The block for run ``res`` (markers included): Table 5 through the paper-setting PBRF
+    beside the paper's row (Table 4 for full-Hessian runs) and through the matched PBRF
+    (this project's added rows), Table 2 beside the paper's, and the two findings."""
     cfg = res.cfg
     start, end = _markers(name)
     gaps = {r.gap: r for r in res.gaps.itertuples(index=False)}
-    lines = [
-        start,
-        f"Table 5 — {cfg.model.name} on {cfg.data.name}, M = {cfg.select.num_removals}: mean ± std "
-        "[95 % interval of the mean] of E‖f(θ_a, x) − f(θ_b, x)‖ over the training inputs "
-        f"(outputs' own scale E‖f(θˢ, x)‖ = {fmt(res.output_scale())}).",
+    model, dataset, note = paper_row(cfg)
+    table = gap_table(cfg)
+    paper = paper_gaps(model, dataset, table) if dataset else {}
+    corr_table, paper_corr = paper_table2(model, dataset, cfg.influence.curvature)
+    lines = [start]
+    if facts is not None:
+        scale = f"`{facts.scale}` scale" if facts.scale else "preset with overrides"
+        lines += [
+            f"`{cfg.name}`, {scale}: {cfg.model.name} on {facts.data}"
+            + (f" ({note})" if note else "")
+            + f"; compute time {_duration(facts.seconds)} (sum of the run's steps).",
+            "",
+        ]
+    lines += [
+        f"Table {table} — {cfg.model.name} on {cfg.data.name}, M = {cfg.select.num_removals}: "
+        "mean ± std [95 % interval of the mean] of E‖f(θ_a, x) − f(θ_b, x)‖ over the training "
+        f"inputs (outputs' own scale E‖f(θˢ, x)‖ = {fmt(res.output_scale())}).",
         "",
-        "| gap | mean ± std [95 % CI] |",
-        "|---|---|",
-        *[f"| {GAP_TITLES[g]} | {gap_cell(gaps[g])} |" for g in GAP_TITLES if g in gaps],
+        "| gap | mean ± std [95 % CI] |" + (f" paper (Table {table}) |" if paper else ""),
+        "|---|---|" + ("---|" if paper else ""),
+    ]
+    for g in GAP_TITLES:  # the paper's like first: through the paper-setting PBRF
+        like = PAPER_SETTING_GAPS[g]
+        if like in gaps and like != g:
+            lines.append(_gap_row(gaps[like], paper.get(g), bool(paper)))
+    for g in GAP_TITLES:
+        if g in gaps:
+            pair = paper.get(g) if PAPER_SETTING_GAPS[g] == g else None
+            added = PAPER_SETTING_GAPS[g] != g and bool(paper)
+            lines.append(_gap_row(gaps[g], pair, bool(paper), added))
+    lines += [
         "",
         "Table 2 — influence prediction vs actual test-loss change, over the removals "
         "(95 % bootstrap intervals):",
         "",
-        "| influence vs | Pearson [95 % CI] | Spearman [95 % CI] |",
-        "|---|---|---|",
+        "| influence vs | Pearson [95 % CI] | Spearman [95 % CI] |"
+        + (f" paper P / S (Table {corr_table}) |" if paper_corr else ""),
+        "|---|---|---|" + ("---|" if paper_corr else ""),
     ]
     corr = {r.reference: r for r in res.correlations.itertuples(index=False)}
     for ref in SOURCE_TITLES:
         if ref in corr:
             r = corr[ref]
-            lines.append(
+            row = (
                 f"| {SOURCE_TITLES[ref]} | {corr_cell(r.pearson, r.pearson_low, r.pearson_high)} "
                 f"| {corr_cell(r.spearman, r.spearman_low, r.spearman_high)} |"
             )
+            if paper_corr:
+                p = paper_corr.get(PAPER_PAIRS.get(ref, ""), {})
+                row += (
+                    f" {fmt(p.get('pearson'), '.2f')} / {fmt(p.get('spearman'), '.2f')} |"
+                    if p
+                    else (" this project's |" if ref == "pbrf" else " — |")
+                )
+            lines.append(row)
+    if facts is not None:
+        lines += ["", *_findings(res, paper, paper_corr)]
     lines.append(end)
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _gap_row(r: Any, paper: dict | None, paper_col: bool, added: bool = False) -> str:
+    row = f"| {ALL_GAP_TITLES.get(r.gap, r.gap)} | {gap_cell(r)} |"
+    if not paper_col:
+        return row
+    if added:
+        return row + " this project's (matched PBRF) |"
+    return row + (f" {fmt(paper.get('mean'))} ± {fmt(paper.get('std'))} |" if paper else " — |")
+
+
+def _findings(res: Results, paper: dict, paper_corr: dict) -> list[str]:
+    """The paper's two findings, ours (paper-setting PBRF) beside the paper's."""
+    from tasks.reports.compare import first_three_share
+
+    means = {r.gap: float(r.mean) for r in res.gaps.itertuples(index=False)}
+    like = {g: means[p] for g, p in PAPER_SETTING_GAPS.items() if p in means}
+    share = first_three_share(like, res.output_scale()) if len(like) == 5 else float("nan")
+    paper_means = {g: v["mean"] for g, v in paper.items() if "mean" in v}
+    paper_share = first_three_share(paper_means) if paper_means else float("nan")
+    lines = [
+        "| finding | ours [95 % CI] | paper |",
+        "|---|---|---|",
+        f"| share of the first three gaps | {fmt(share, '.1%')} | {fmt(paper_share, '.1%')} |",
+    ]
+    iv = spearman_difference(res)
+    if iv is not None:
+        p = paper_corr.get("pbrf", {}).get("spearman"), paper_corr.get("cold", {}).get("spearman")
+        paper_diff = fmt(p[0] - p[1], ".2f") if None not in p else "—"
+        lines.append(f"| {DIFF_ROW} | {corr_cell(iv.estimate, iv.low, iv.high)} | {paper_diff} |")
+    return lines
 
 
 def replace(text: str, name: str, block: str) -> str:
@@ -81,10 +187,10 @@ def claims(text: str, name: str) -> list[Claim]:
     if i < 0 or j < 0:
         raise ValueError(f"no block {start} … {end} in the file")
     out: list[Claim] = []
-    gap_re = re.compile(rf"^\| (.+?) \| {_NUM} ± {_NUM} \[{_NUM}, {_NUM}\] \|$")
-    corr_re = re.compile(
-        rf"^\| (.+?) \| {_NUM} \[{_NUM}, {_NUM}\] \| {_NUM} \[{_NUM}, {_NUM}\] \|$"
-    )
+    # a row's first cells carry the claim; cells after them (the paper's values) are not ours
+    gap_re = re.compile(rf"^\| (.+?) \| {_NUM} ± {_NUM} \[{_NUM}, {_NUM}\] \|")
+    corr_re = re.compile(rf"^\| (.+?) \| {_NUM} \[{_NUM}, {_NUM}\] \| {_NUM} \[{_NUM}, {_NUM}\] \|")
+    one_re = re.compile(rf"^\| ({re.escape(DIFF_ROW)}) \| {_NUM} \[{_NUM}, {_NUM}\] \|")
     for line in text[i:j].splitlines():
         if m := gap_re.match(line):
             row, mean, _, lo, hi = m.groups()
@@ -96,6 +202,10 @@ def claims(text: str, name: str) -> list[Claim]:
                 if "n/a" not in (v, lo, hi):
                     unit = 10**-CORR_DIGITS
                     out.append(Claim(row, what, float(v), float(lo), float(hi), unit))
+        elif m := one_re.match(line):
+            row, v, lo, hi = m.groups()
+            if "n/a" not in (v, lo, hi):
+                out.append(Claim(row, "difference", float(v), float(lo), float(hi), 0.01))
     return out
 
 
@@ -103,11 +213,13 @@ def check(text: str, name: str, res: Results) -> list[str]:
     """Where a fresh run ``res`` falls outside the block's stated intervals (empty: all inside)."""
     fresh: dict[tuple[str, str], float] = {}
     for r in res.gaps.itertuples(index=False):
-        fresh[(GAP_TITLES[r.gap], "mean")] = float(r.mean)
+        fresh[(ALL_GAP_TITLES.get(r.gap, r.gap), "mean")] = float(r.mean)
     for r in res.correlations.itertuples(index=False):
         title = SOURCE_TITLES.get(r.reference, r.reference)
         fresh[(title, "pearson")] = float(r.pearson)
         fresh[(title, "spearman")] = float(r.spearman)
+    if (iv := spearman_difference(res)) is not None:
+        fresh[(DIFF_ROW, "difference")] = float(iv.estimate)
     stated = claims(text, name)
     if not stated:
         return [f"block {name!r} states no numbers"]

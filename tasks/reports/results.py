@@ -33,10 +33,27 @@ SOURCE_TITLES = {
     "pbrf": "PBRF",
     "linearized_pbrf": "Linearized PBRF",
     "pbrf_paper": "PBRF (paper setting)",
+    "linearized_pbrf_paper": "Linearized PBRF (paper setting)",
     "influence_params": "IF parameters θˢ + Δ_IF",
     "two_stage": "Two-Stage LOO",
 }
-TABLE2_REFERENCES = ("cold", "warm", "pbrf")
+# the paper trained its PBRF for K/2 epochs at lr/10: its Table 5 gaps after Proximity and its
+# PBRF correlations are paired with this project's paper-setting variants; the gaps and the
+# correlation through the horizon-matched PBRF are this project's added rows
+PAPER_SETTING_GAPS = {
+    "warm_start": "warm_start",
+    "proximity": "proximity",
+    "non_convergence": "non_convergence_paper",
+    "linearization": "linearization_paper",
+    "solver": "solver_paper",
+}
+ALL_GAP_TITLES = {
+    **GAP_TITLES,
+    **{f"{g}_paper": f"{t} (paper setting)" for g, t in GAP_TITLES.items()},
+}
+# this project's source → the paper's column it is paired with (Tables 2, 6, 7, 8)
+PAPER_PAIRS = {"cold": "cold", "warm": "warm", "pbrf_paper": "pbrf", "two_stage": "two_stage"}
+TABLE2_REFERENCES = ("cold", "warm", "pbrf_paper", "pbrf")
 AGGREGATES = {
     "gaps": schemas.GAPS,
     "correlations": schemas.CORRELATIONS,

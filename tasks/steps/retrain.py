@@ -35,7 +35,7 @@ from tasks.steps.runtime import (
 )
 
 TAIL, TAIL_THRESHOLD = 0.1, 0.05  # warn when > 5 % of the decrease came in the last 10 %
-WARN_STILL_FALLING = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper"})
+WARN_STILL_FALLING = frozenset({"pbrf", "linearized_pbrf", "pbrf_paper", "linearized_pbrf_paper"})
 
 
 def falling_message(worst_share: float, falling: int, total: int) -> str:

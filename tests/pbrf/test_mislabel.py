@@ -15,7 +15,7 @@ from tiny_problems import DTYPE, tiny_problem
 
 from pbrf.curvature import dense_gnh
 from pbrf.data.corrupt import corrupt_labels
-from pbrf.influence import removal_gradients
+from pbrf.gradients import removal_gradients
 from pbrf.mislabel import (
     detection_auc,
     detection_curve,

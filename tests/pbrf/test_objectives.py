@@ -8,7 +8,8 @@ from tiny_problems import DTYPE, tiny_problem
 from torch.func import grad, hessian
 
 from pbrf.curvature import dense_gnh
-from pbrf.influence import influence_parameters, removal_gradients
+from pbrf.gradients import removal_gradients
+from pbrf.influence import influence_parameters
 from pbrf.losses import LOSSES
 from pbrf.objectives import (
     Batch,

@@ -74,7 +74,7 @@ def test_registry_names_files_and_checksums_agree_with_config_and_torchvision() 
     assert get_args(DataConfig.model_fields["name"].annotation) == tuple(SPECS)
     assert all(f.description for f in DataConfig.model_fields.values())
     for spec in SPECS.values():
-        assert spec.bundled == (not spec.files) == (not spec.sources)
+        assert spec.bundled == (not spec.files) == (not spec.sources and spec.package is None)
         assert all(not Path(f).is_absolute() for f in spec.files)
     for name, cls in (("mnist", tvd.MNIST), ("fashion_mnist", tvd.FashionMNIST)):
         srcs = get_spec(name).sources

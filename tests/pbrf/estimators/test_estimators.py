@@ -25,7 +25,7 @@ from pbrf.estimators import (
     settings_adapter,
 )
 from pbrf.estimators.trak import projection_matrix
-from pbrf.influence import grad_test_loss
+from pbrf.gradients import grad_test_loss
 from pbrf.objectives import Batch, downweighted_objective, removal_weights
 from pbrf.schedule import batches_of, epoch_order
 

@@ -21,7 +21,7 @@ from pbrf.responses import (
     Schedule,
     retrain,
 )
-from pbrf.study.config import DEFAULT_VARIANTS, StudyConfig
+from pbrf.study.config import PAPER_VARIANTS, StudyConfig
 from pbrf.study.memory import (
     GiB,
     RetrainMemory,
@@ -44,7 +44,39 @@ def _paper_rows(table: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(rows))
 
 
-ROW_PRESETS = {p.paper_row: name for name, p in PRESETS.items() if "paper" in p.scales}
+# the presets that claim a row of Tables 5/2: a paper scale and a paper row (appendix studies,
+# such as digits-mislabel, have a paper scale but claim no row)
+ROW_PRESETS = {
+    p.paper_row: name
+    for name, p in PRESETS.items()
+    if "paper" in p.scales and p.paper_row is not None
+}
+
+
+def test_each_row_is_claimed_by_one_preset_and_studies_claim_none() -> None:
+    claims = [p.paper_row for p in PRESETS.values() if "paper" in p.scales and p.paper_row]
+    assert len(claims) == len(set(claims))  # no preset replaces another in the row map
+    assert ROW_PRESETS[("mlp", "mnist")] == "mnist-mlp"
+    assert PRESETS["digits-mislabel"].paper_row is None
+
+
+@pytest.mark.parametrize("name", ["mnist-mlp", "mnist-lenet"])
+def test_cpu_scale_runs_the_row_on_real_mnist_digits_and_lists_every_reduction(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paper, cpu = load_preset(name, scale="paper"), load_preset(name, scale="cpu")
+    assert cpu.data.name == "mnist_5k" and cpu.data.fraction is None
+    assert paper_row(cpu)[:2] == PRESETS[name].paper_row  # mnist_5k stands in for MNIST
+    assert (cpu.select.num_removals, cpu.select.test_points) == (20, 100)
+    assert cpu.retrain.variants == paper.retrain.variants
+    assert main(["presets", name]) == 0
+    shown = capsys.readouterr().out
+    notes = PRESETS[name].scale_notes["cpu"]
+    assert all(f"    - {n}" in shown for n in notes)
+    changed = {k for k in PRESETS[name].scales["cpu"] if not k.startswith("data.")}
+    words = {"model.width": "MLP 2×256", "train.epochs": "K = ", "influence.solver.depth": "LiSSA"}
+    for key in changed:  # every reduction beyond the data is named in a note
+        assert any(words[key] in n for n in notes), key
 
 
 def test_every_row_of_tables_5_and_2_has_a_preset_on_the_papers_data() -> None:
@@ -108,7 +140,8 @@ def test_paper_scale_carries_appendix_e(name: str) -> None:
     assert cfg.train.batch_size == spec["batch"]
     assert cfg.train.weight_decay == spec.get("wd", 0.0)
     assert (cfg.select.num_removals, cfg.select.group_size) == (20, 1)
-    assert cfg.retrain.variants == DEFAULT_VARIANTS and cfg.retrain.epochs_fraction == 0.5
+    # every row also trains the linearized PBRF at the paper's setting: each gap has its like
+    assert cfg.retrain.variants == PAPER_VARIANTS and cfg.retrain.epochs_fraction == 0.5
     assert cfg.retrain.pbrf.paper_lr_factor == 0.1  # "a learning rate decayed by a factor of 10"
     assert cfg.influence.curvature == "gnh" and cfg.influence.solver.name == "lissa"
     assert cfg.damping == (0.01 if name == "ptb-transformer" else 0.001)

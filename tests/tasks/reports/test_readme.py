@@ -10,6 +10,7 @@ import pytest
 from pipeline_fixtures import run_study, smoke_config
 from repo_root import REPO
 
+from flows.cli import main
 from flows.cli.parser import build_parser
 from tasks.reports import readme
 from tasks.reports.results import Results
@@ -73,3 +74,35 @@ def test_result_blocks_are_written_from_a_run_and_checked_against_one(tmp_path: 
     assert bad  # the edited text is still parseable
     with pytest.raises(ValueError, match="no block"):
         readme.claims("nothing here", "x")
+
+
+def test_reproduction_block_pairs_the_paper_setting_and_states_the_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    variants = ["cold", "warm", "proximal", "pbrf", "pbrf_paper", "linearized_pbrf_paper"]
+    cfg = smoke_config(retrain__variants=variants)
+    run = tmp_path / "run"
+    run_study(run, cfg)
+    res = Results.read(run, cfg)
+    facts = readme.RunFacts("smoke", "digits (scikit-learn)", 90.0)
+    block = readme.render(res, "x", facts)
+    assert "`smoke` scale: mlp on digits (scikit-learn)" in block and "1.5 min" in block
+    assert "| gap | mean ± std [95 % CI] | paper (Table 5) |" in block
+    for title in ("Non-Convergence (paper setting)", "Linearization (paper setting)"):
+        assert f"| {title} | " in block  # the paper's like, with the paper's value beside
+    assert "| Non-Convergence | " in block and "this project's (matched PBRF)" in block
+    assert f"| {readme.DIFF_ROW} | " in block
+    stated = readme.claims(block, "x")
+    assert {c.what for c in stated} == {"mean", "pearson", "spearman", "difference"}
+    diff = next(c for c in stated if c.what == "difference")
+    iv = readme.spearman_difference(res)
+    assert iv is not None and diff.value == pytest.approx(iv.estimate, abs=0.005)
+    assert readme.check(block, "x", res) == []
+    # the CLI writes one block per run and checks them all
+    doc = tmp_path / "README.md"
+    doc.write_text(f"<!-- results:{cfg.name}:start -->\n<!-- results:{cfg.name}:end -->\n")
+    assert main(["readme", str(run), str(run), "--file", str(doc)]) == 0
+    assert "compute time" in doc.read_text(encoding="utf-8")
+    assert main(["readme", str(run), str(run), "--file", str(doc), "--check"]) == 0
+    assert main(["readme", str(run), str(run), "--name", "y", "--file", str(doc)]) == 2
+    capsys.readouterr()

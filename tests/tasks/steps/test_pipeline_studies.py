@@ -17,7 +17,7 @@ from scipy import stats as sst
 
 from pbrf.curvature import dense_gnh
 from pbrf.data import load_dataset
-from pbrf.influence import removal_gradients
+from pbrf.gradients import removal_gradients
 from pbrf.losses import get_loss
 from pbrf.models import build_from_options
 from pbrf.params import flat_params, load_flat_
