@@ -57,9 +57,9 @@ CATALOG: dict[str, Entry] = {
         params="flows.sweep:SweepParams",
         description="The decomposition over a grid of config values (Figure 5).",
     ),
-    "curvature-comparison": Entry(
-        flow="flows.curvature:curvature_comparison",
-        params="flows.curvature:CurvatureComparisonParams",
+    "hessian-comparison": Entry(
+        flow="flows.hessian:hessian_comparison",
+        params="flows.hessian:HessianComparisonParams",
         description="A study with GNH and with Hessian influence (Tables 4 and 7 beside 5 and 6).",
     ),
 }

@@ -1,6 +1,6 @@
 """The ``decomposition`` flow: every node of the plan as a Prefect task, edges from the registry.
 
-prepare → train_base, select → curvature → (six retraining variants ∥ influence) → aggregate →
+prepare → train_base, select → spectrum → (the retraining variants ∥ influence) → aggregate →
 report. The nodes and their ``wait_for`` edges come from :func:`tasks.engine.plan.build_plan`; this
 module only submits them and publishes the tables. Parameters are one pydantic model, so the
 Prefect UI renders a form for them.

@@ -1,6 +1,6 @@
 """The one Prefect task: run (or reuse) a node of the plan.
 
-Every node of every flow (decomposition, grade, sweep, curvature comparison) runs through
+Every node of every flow (decomposition, grade, sweep, hessian comparison) runs through
 :func:`run_node_task`, named after its node (``retrain-pbrf``, or ``<point>/<node>`` in a
 sweep), with one locking policy; a node whose manifest is current finishes in a ``Cached``
 state without computing. The flow validates the config and builds the plan once and binds them

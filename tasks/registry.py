@@ -279,8 +279,8 @@ STEPS: dict[str, Step] = {
             },
         ),
         Step(
-            name="curvature",
-            function="tasks.steps.curvature:curvature",
+            name="spectrum",
+            function="tasks.steps.spectrum:spectrum",
             doc="λ_max of the curvature at θˢ by power iteration (LiSSA's scale, PBRF horizon)",
             reads=lambda cfg, p: (
                 "influence.curvature",
@@ -289,7 +289,7 @@ STEPS: dict[str, Step] = {
             inputs=("dataset", "theta_s"),
             enabled=needs_spectrum,
             forward_ad=lambda p: True,
-            outputs={"spectrum": "curvature/spectrum.parquet"},
+            outputs={"spectrum": "spectrum/spectrum.parquet"},
         ),
         Step(
             name="retrain",

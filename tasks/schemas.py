@@ -128,7 +128,7 @@ SOLVER = _t(
 
 SPECTRUM = _t(
     "spectrum",
-    "curvature/spectrum.parquet — one row: the largest eigenvalue of the undamped curvature at θˢ.",
+    "spectrum/spectrum.parquet — one row: the largest eigenvalue of the undamped curvature at θˢ.",
     ("curvature", _str, "gnh | hessian"),
     ("top_eigenvalue", _f64, "λ_max by power iteration"),
     ("iterations", _i64, "power iterations run"),

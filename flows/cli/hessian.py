@@ -25,10 +25,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     cfg = cfgs["gnh"]
     check_device(cfg.device)
     check_environment()
-    from flows.curvature import CurvatureComparisonParams, curvature_comparison
+    from flows.hessian import HessianComparisonParams, hessian_comparison
 
-    params = CurvatureComparisonParams(
-        preset=args.preset or CurvatureComparisonParams().preset,
+    params = HessianComparisonParams(
+        preset=args.preset or HessianComparisonParams().preset,
         scale=args.scale,
         overrides=overrides,
         out=args.out,
@@ -47,7 +47,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         return "; ".join(f"{c}: {progress_phrase(base / c, plans[c])}" for c in plans)
 
     result, wall = run_study_command(
-        curvature_comparison, params, base, f"pbrf hessian {params.preset}", progress
+        hessian_comparison, params, base, f"pbrf hessian {params.preset}", progress
     )
     report = Path(result["report"])
     print(report.read_text(encoding="utf-8"))

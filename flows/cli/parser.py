@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--scale", help="preset scale, e.g. smoke")
     _add_set(hs)
     hs.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
-    hs.add_argument("--out", help="directory of both runs (default runs/<preset>-curvature)")
+    hs.add_argument("--out", help="directory of both runs (default runs/<preset>-hessian)")
     hs.add_argument("--refresh", action="store_true", help="recompute every step")
     hs.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
     _add_debug(hs)

@@ -7,7 +7,7 @@ matched PBRF's length is known only after the curvature step and is taken as K·
 model-epoch is measured on this machine: a few forward + backward steps of one model at the
 configured batch size on random data of the row's shapes (values do not change the time), times
 the steps per epoch. Retraining runs its M models vectorized, which is faster per model than one
-model at a time, so the estimate errs long; curvature, influence and the report are not counted
+model at a time, so the estimate errs long; the spectrum, influence and the report are not counted
 (at the presets' scales they are a small part of a run). Peak memory is
 :func:`pbrf.study.memory.retrain_memory` for the largest shard of a variant's M models.
 """

@@ -140,12 +140,12 @@ def test_a_smoke_hessian_study_stops_at_the_influence_step_with_one_line(
     base = ["--params", str(params), "--out", str(out)]
     assert main(["params", "digits-mlp", "--scale", "smoke", "--set",
                  "influence.curvature=hessian", "-o", str(params)]) == 0  # fmt: skip
-    for node in ("prepare", "train_base", "select", "curvature"):
+    for node in ("prepare", "train_base", "select", "spectrum"):
         assert main(["step", node, *base]) == 0, node
     capsys.readouterr()
     import pandas as pd
 
-    assert float(pd.read_parquet(out / "curvature/spectrum.parquet")["top_eigenvalue"][0]) > 0
+    assert float(pd.read_parquet(out / "spectrum/spectrum.parquet")["top_eigenvalue"][0]) > 0
     assert main(["step", "influence", *base]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines

@@ -57,8 +57,8 @@ def test_edges_are_exactly_the_producers_of_each_nodes_inputs():
         producers = {key.split("[", 1)[1][:-1] for key in node.inputs}
         assert set(node.upstream) == producers, node.id
     up = {n.id: set(n.upstream) for n in plan}
-    assert "curvature" in up["retrain-pbrf"] and "curvature" in up["influence"]
-    assert "curvature" not in up["retrain-warm"] and "curvature" not in up["retrain-pbrf_paper"]
+    assert "spectrum" in up["retrain-pbrf"] and "spectrum" in up["influence"]
+    assert "spectrum" not in up["retrain-warm"] and "spectrum" not in up["retrain-pbrf_paper"]
     assert up["report"] == {"aggregate", "influence"}
 
 
@@ -83,7 +83,7 @@ def test_solver_seed_does_not_reselect_test_points_and_names_reach_only_the_tabl
     assert changed == {"influence", "aggregate", "report"}
     assert _changed(smoke_config(), smoke_config(name="renamed")) == {"aggregate", "report"}
     changed = _changed(smoke_config(), smoke_config(select__seed=3))
-    assert "select" in changed and "train_base" not in changed and "curvature" not in changed
+    assert "select" in changed and "train_base" not in changed and "spectrum" not in changed
 
 
 def test_lissa_depth_moves_the_matched_pbrf_but_not_the_paper_setting():

@@ -76,7 +76,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
     cfg = smoke_config()
     plan = build_plan(cfg.model_dump(mode="json"))
     write_run_config(run, cfg)
-    for node in ("prepare", "train_base", "select", "curvature"):
+    for node in ("prepare", "train_base", "select", "spectrum"):
         run_node(run, cfg, node, plan=plan)
     assert main(["params", "digits-mlp", "--scale", "smoke", "-o", str(params)]) == 0
     _write_files(files, params)

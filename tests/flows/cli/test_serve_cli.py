@@ -56,7 +56,7 @@ def test_every_catalog_flow_has_a_form_the_ui_can_render() -> None:
     from flows.serve import deployments
 
     deps = {d.name: d for d in deployments([], cron="0 3 * * *")}
-    assert set(deps) == set(CATALOG) >= {"decomposition", "grade", "sweep", "curvature-comparison"}
+    assert set(deps) == set(CATALOG) >= {"decomposition", "grade", "sweep", "hessian-comparison"}
     from prefect.utilities.callables import parameter_schema
 
     for name, dep in deps.items():

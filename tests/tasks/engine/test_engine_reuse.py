@@ -170,7 +170,7 @@ def test_code_closures_hold_what_a_node_runs_and_nothing_it_never_runs() -> None
     "edited,stale",
     [
         ("pbrf/estimators/trak.py", {"estimate-trak"}),
-        ("pbrf/solvers/lissa.py", {"curvature", "influence"}),
+        ("pbrf/solvers/lissa.py", {"spectrum", "influence"}),
         ("pbrf/objectives.py", None),  # every training node; checked below
     ],
 )

@@ -50,7 +50,7 @@ def _step(rel: str) -> str:
         "prepare": "prepare",
         "base": "train_base",
         "select": "select",
-        "curvature": "curvature",
+        "spectrum": "spectrum",
         "retrain": "retrain",
         "influence": "influence",
         "aggregate": "aggregate",

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # smoke sweeps end to end
 # warm and proximal only: cheap, and damping reaches the proximal, influence and later nodes
 VARIANTS = {"retrain.variants": ["warm", "proximal"]}
 DAMPING_NODES = {"retrain-proximal", "influence", "aggregate", "report"}
-SHARED_NODES = {"prepare", "train_base", "select", "curvature", "retrain-warm"}
+SHARED_NODES = {"prepare", "train_base", "select", "spectrum", "retrain-warm"}
 
 
 def _plan(values: list[float]):

@@ -1,4 +1,4 @@
-"""Step ``curvature``: the largest eigenvalue of the curvature at θˢ, computed once.
+"""Step ``spectrum``: the largest eigenvalue of the curvature at θˢ, computed once.
 
 LiSSA's automatic scale σ = factor·(λ_max + λ) and the horizon-matched PBRF (η·S = T/σ) both
 need λ_max; computing it in its own step lets both read one number, and changing the damping
@@ -14,7 +14,7 @@ from tasks.engine.context import StepContext
 from tasks.steps.runtime import build_problem, load_data, load_theta
 
 
-def curvature(ctx: StepContext) -> None:
+def spectrum(ctx: StepContext) -> None:
     cfg = ctx.cfg
     ds = load_data(ctx)
     problem, _ = build_problem(cfg, ds)
@@ -39,7 +39,7 @@ def curvature(ctx: StepContext) -> None:
         )
     if not est.converged:
         ctx.warn(
-            f"curvature: power iteration did not converge in {est.iterations} iterations "
+            f"spectrum: power iteration did not converge in {est.iterations} iterations "
             f"(λ_max ≈ {est.value:.4g}); LiSSA's automatic scale may be too small"
         )
     ctx.write_table(

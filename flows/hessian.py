@@ -1,4 +1,4 @@
-"""The ``curvature-comparison`` flow: one study with Gauss-Newton Hessian influence and with
+"""The ``hessian-comparison`` flow: one study with Gauss-Newton Hessian influence and with
 Hessian influence, then Tables 4 and 7 beside Tables 5 and 6 (Appendix F.1).
 
 Both runs are ``decomposition`` subflows of the same preset, scale and overrides, differing only
@@ -29,7 +29,7 @@ from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 REPORT = "report.md"
 
 
-class CurvatureComparisonParams(BaseModel):
+class HessianComparisonParams(BaseModel):
     """What to compare: a preset at a scale plus overrides (applied to both runs), and where."""
 
     preset: str = Field(DEFAULT_PRESET, description="preset name (pbrf presets)")
@@ -38,7 +38,7 @@ class CurvatureComparisonParams(BaseModel):
         default_factory=dict, description="dotted config keys applied to both runs"
     )
     out: str | None = Field(
-        None, description="directory of both runs (default: runs/PRESET[-SCALE]-curvature)"
+        None, description="directory of both runs (default: runs/PRESET[-SCALE]-hessian)"
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
     refresh: bool = Field(False, description="recompute every step of both runs")
@@ -47,7 +47,7 @@ class CurvatureComparisonParams(BaseModel):
         if self.out:
             return Path(self.out)
         suffix = f"-{self.scale}" if self.scale else ""
-        return Path("runs") / f"{self.preset}{suffix}-curvature"
+        return Path("runs") / f"{self.preset}{suffix}-hessian"
 
     def run(self, curvature: str) -> DecompositionParams:
         return DecompositionParams(
@@ -87,14 +87,14 @@ def seed_from(source: Path, target: Path) -> bool:
     return True
 
 
-@flow(name="curvature-comparison", validate_parameters=True)
-def curvature_comparison(
-    params: CurvatureComparisonParams = CurvatureComparisonParams(),  # noqa: B008
+@flow(name="hessian-comparison", validate_parameters=True)
+def hessian_comparison(
+    params: HessianComparisonParams = HessianComparisonParams(),  # noqa: B008
 ) -> dict[str, Any]:
     """Run the study with GNH and with Hessian influence; write and publish Tables 4–7 (and 8
     when ``two_stage`` ran). Returns both runs' node states and the report path."""
     from tasks.engine.artifacts import write_text
-    from tasks.reports.curvature_tables import comparison_markdown, comparison_tables, read_pair
+    from tasks.reports.hessian_tables import comparison_markdown, comparison_tables, read_pair
 
     params.validate_configs()
     base = params.out_dir()
@@ -115,7 +115,7 @@ def curvature_comparison(
         key=f"{key}-tables-6-7",
         description="Table 6 (GNH) and Table 7 (Hessian); Table 8 rows when two_stage ran",
     )
-    create_markdown_artifact(text, key=f"{key}-curvature", description="GNH vs Hessian")
+    create_markdown_artifact(text, key=f"{key}-hessian", description="GNH vs Hessian")
     return {
         "out": str(base),
         "report": str(base / REPORT),
