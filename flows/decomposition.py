@@ -6,13 +6,12 @@ module only submits them and publishes the tables. Parameters are one pydantic m
 Prefect UI renders a form for them.
 """
 
-import datetime as _dt
 import os
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import settings
 
@@ -22,26 +21,19 @@ from prefect import flow, get_run_logger  # noqa: E402
 from prefect.context import FlowRunContext  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
+from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
-from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+from pbrf.study.presets import DEFAULT_PRESET  # noqa: E402
 
 
-class DecompositionParams(BaseModel):
+class DecompositionParams(StudyParams):
     """What to run: a preset at a scale plus ``key.path: value`` overrides, and where."""
 
-    preset: str = Field(DEFAULT_PRESET, description="preset name (pbrf presets)")
-    scale: str | None = Field(None, description="preset scale, e.g. smoke or paper")
-    overrides: dict[str, Any] = Field(
-        default_factory=dict,
-        description='dotted config keys to override, e.g. {"train.optimizer.lr": 0.05}',
-    )
     out: str | None = Field(
         None, description="run directory (default: runs/PRESET or runs/PRESET-SCALE)"
     )
-    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
-    refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     drift_check: bool = Field(
         False,
         description="compare with the last accepted run of this preset and code; mark drift",
@@ -51,35 +43,15 @@ class DecompositionParams(BaseModel):
         description="with drift_check: make this run the baseline even if it drifted",
     )
 
-    def config(self):
-        overrides = dict(self.overrides)
-        if self.device is not None:
-            overrides["device"] = self.device
-        return load_preset(self.preset, overrides, self.scale)
-
     def out_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        suffix = f"-{self.scale}" if self.scale else ""
-        return Path("runs") / f"{self.preset}{suffix}"
-
-
-def _run_name() -> str:
-    params = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    if not isinstance(params, dict):
-        params = {}
-    preset = params.get("preset") or DEFAULT_PRESET
-    scale = f"-{params['scale']}" if params.get("scale") else ""
-    return f"{preset}{scale}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
+        return self.run_dir(self.preset)
 
 
 @flow(
     name="decomposition",
     task_runner=task_runner(),  # $PBRF_DASK_ADDRESS: a Dask cluster
     validate_parameters=True,
-    flow_run_name=_run_name,
+    flow_run_name=run_namer("preset", DEFAULT_PRESET),
 )
 def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[str, Any]:  # noqa: B008
     """Run the five-term decomposition study; return the run directory and each node's state

@@ -10,13 +10,12 @@ each other and with retraining (faster on many cores; the table's ``load_average
 contention). The grading table is published as a Prefect table artifact.
 """
 
-import datetime as _dt
 import os
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from flows import settings
 
@@ -24,32 +23,24 @@ settings.apply()
 
 from prefect import flow  # noqa: E402
 from prefect.futures import wait  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
 
-class GradeParams(BaseModel):
+class GradeParams(StudyParams):
     """What to grade: a preset at a scale, the estimators, overrides, and where to run."""
 
-    preset: str = Field(DEFAULT_PRESET, description="preset name (pbrf presets)")
-    scale: str | None = Field(None, description="preset scale, e.g. smoke")
     estimators: list[str] | None = Field(
         None,
         description="estimators to grade (default: every built-in estimator that applies, "
         "unless the overrides set grade.estimators)",
     )
-    overrides: dict[str, Any] = Field(
-        default_factory=dict,
-        description='dotted config keys to override, e.g. {"grade.estimators.cg.tol": 1e-6}',
-    )
     out: str | None = Field(None, description="run directory (default: runs/PRESET[-SCALE]-grade)")
-    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
-    refresh: bool = Field(False, description="recompute every step, ignoring finished ones")
     isolate_costs: bool = Field(
         True,
         description="run the estimators one at a time after the decomposition, so each "
@@ -76,9 +67,7 @@ class GradeParams(BaseModel):
         """
         from pbrf.study.grading import grade_overrides
 
-        overrides = dict(self.overrides)
-        if self.device is not None:
-            overrides["device"] = self.device
+        overrides = self.overrides_on()
         if "grade.estimators" in overrides and self.estimators is None:
             return load_preset(self.preset, overrides, self.scale), []
         tweaks = {k: v for k, v in overrides.items() if k.startswith("grade.estimators.")}
@@ -89,23 +78,14 @@ class GradeParams(BaseModel):
         return load_preset(self.preset, {**rest, **extra, **tweaks}, self.scale), notes
 
     def out_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        suffix = f"-{self.scale}" if self.scale else ""
-        return Path("runs") / f"{self.preset}{suffix}-grade"  # never the decomposition's
-
-
-def _run_name() -> str:
-    params = flow_run.parameters.get("params") or {}
-    preset = params.get("preset", DEFAULT_PRESET) if isinstance(params, dict) else DEFAULT_PRESET
-    return f"grade-{preset}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
+        return self.run_dir(self.preset, "grade")  # never the decomposition's directory
 
 
 @flow(
     name="grade",
     task_runner=ThreadPoolTaskRunner(max_workers=8),
     validate_parameters=True,
-    flow_run_name=_run_name,
+    flow_run_name=run_namer("preset", DEFAULT_PRESET, "grade"),
 )
 def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
     """Grade influence estimators against the PBRF, linearized PBRF, the exact damped solve and

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import settings
 
@@ -24,30 +24,21 @@ from prefect import flow  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 
 from flows.decomposition import DecompositionParams, decomposition  # noqa: E402
-from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
+from flows.params import StudyParams  # noqa: E402
+from pbrf.study.presets import load_preset  # noqa: E402
 
 REPORT = "report.md"
 
 
-class HessianComparisonParams(BaseModel):
+class HessianComparisonParams(StudyParams):
     """What to compare: a preset at a scale plus overrides (applied to both runs), and where."""
 
-    preset: str = Field(DEFAULT_PRESET, description="preset name (pbrf presets)")
-    scale: str | None = Field(None, description="preset scale, e.g. smoke")
-    overrides: dict[str, Any] = Field(
-        default_factory=dict, description="dotted config keys applied to both runs"
-    )
     out: str | None = Field(
         None, description="directory of both runs (default: runs/PRESET[-SCALE]-hessian)"
     )
-    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
-    refresh: bool = Field(False, description="recompute every step of both runs")
 
     def out_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        suffix = f"-{self.scale}" if self.scale else ""
-        return Path("runs") / f"{self.preset}{suffix}-hessian"
+        return self.run_dir(self.preset, "hessian")
 
     def run(self, curvature: str) -> DecompositionParams:
         return DecompositionParams(

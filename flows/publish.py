@@ -15,15 +15,11 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.params import artifact_key
 from tasks.reports.report import table2_markdown, table5_markdown
 from tasks.reports.results import Results, interval_decimals, rounded
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
-
-
-def _key(text: str) -> str:
-    """A Prefect artifact key: lowercase letters, digits and dashes."""
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
 def artifact_scope(preset: str, scale: str | None, flow: str | None = None) -> str:
@@ -34,7 +30,7 @@ def artifact_scope(preset: str, scale: str | None, flow: str | None = None) -> s
         from prefect.runtime import flow_run
 
         flow = flow_run.flow_name or "local"
-    return _key("-".join(p for p in (preset, scale, flow) if p))
+    return artifact_key("-".join(p for p in (preset, scale, flow) if p))
 
 
 def embed_figures(markdown: str, folder: Path) -> str:

@@ -7,7 +7,6 @@ that point's task — so the first point computes it and the others link its out
 section are collected and published as table and markdown artifacts.
 """
 
-import datetime as _dt
 import functools
 import json
 import os
@@ -15,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import settings
 
@@ -23,9 +22,9 @@ settings.apply()
 
 from prefect import flow  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.params import RunParams, artifact_key, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.threads import configure_threads  # noqa: E402
 
@@ -33,29 +32,20 @@ DEFAULT_SWEEP = "fig5-damping"
 MAX_WORKERS = 8
 
 
-class SweepParams(BaseModel):
+class SweepParams(RunParams):
     """What to sweep: a sweep preset (or a study preset with a grid) at a scale, and where."""
 
     sweep: str = Field(DEFAULT_SWEEP, description="sweep preset (pbrf sweeps) or study preset")
-    scale: str | None = Field(None, description="scale, e.g. smoke, laptop or paper")
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,
         description='swept keys and values; replaces or adds an axis, e.g. {"damping": [0.1]}',
     )
-    overrides: dict[str, Any] = Field(
-        default_factory=dict, description="dotted config keys set on every point"
-    )
     out: str | None = Field(None, description="sweep directory (default runs/sweeps/SWEEP-SCALE)")
-    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: the config's)")
-    refresh: bool = Field(False, description="recompute every distinct node once")
 
     def spec(self):
         from pbrf.study.sweeps import resolve_sweep
 
-        overrides = dict(self.overrides)
-        if self.device is not None:
-            overrides["device"] = self.device
-        return resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=overrides)
+        return resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=self.overrides_on())
 
     def out_dir(self, name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / "sweeps" / name
@@ -69,16 +59,12 @@ def _plan(spec_json: str):
     return plan_sweep(SweepSpec.model_validate_json(spec_json))
 
 
-def _key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
 def publish_sweep(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     """The per-point summary and the tidy table as table artifacts, the report as markdown."""
     from tasks.sweeps.collect import OUTPUTS, summary_rows
 
     table = collected["table"]
-    name = _key(sp.spec.name)
+    name = artifact_key(sp.spec.name)
     create_table_artifact(
         summary_rows(sp, table),
         key=f"{name}-summary",
@@ -90,17 +76,11 @@ def publish_sweep(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     create_markdown_artifact(text, key=f"{name}-report", description=f"{sp.spec.name}: report")
 
 
-def _run_name() -> str:
-    params = flow_run.parameters.get("params") or {}
-    name = params.get("sweep", DEFAULT_SWEEP) if isinstance(params, dict) else DEFAULT_SWEEP
-    return f"{name}-{_dt.datetime.now():%Y-%m-%d-%H%M}"
-
-
 @flow(
     name="sweep",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS),
     validate_parameters=True,
-    flow_run_name=_run_name,
+    flow_run_name=run_namer("sweep", DEFAULT_SWEEP),
 )
 def sweep(params: SweepParams = SweepParams()) -> dict[str, Any]:  # noqa: B008
     """Run every point of a sweep (sharing nodes between points), then collect the table,
