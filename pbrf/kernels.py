@@ -324,7 +324,7 @@ def make_stepper(
         raise ValueError("resolve kernel='auto' with choose_kernel first")
     if kernel == "reference":
         return Stepper(reference, "reference")
-    if variant == "linearized_pbrf":
+    if variant in ("linearized_pbrf", "linearized_pbrf_paper"):
         return LinearizedStepper(problem, anchor, epsilon, damping)
     one = fast_objective(variant, problem, anchor, epsilon, damping)
     if kernel == "vmap":

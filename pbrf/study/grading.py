@@ -122,7 +122,7 @@ def references(cfg: Any) -> tuple[str, ...]:
     grade = cfg.grade
     if grade.references is not None:
         return tuple(grade.references)
-    return available_references(cfg.retrain.variants, grade.names)
+    return available_references(cfg.retrain.variants, tuple(grade.estimators))
 
 
 def check_grade(cfg: Any) -> None:

@@ -40,7 +40,16 @@ from pbrf.study.config import TrainConfig
 
 RTOL, ATOL = 1e-9, 1e-12
 N = 30
-VARIANTS = ("cold", "warm", "proximal", "pbrf", "linearized_pbrf", "pbrf_paper", "two_stage")
+VARIANTS = (
+    "cold",
+    "warm",
+    "proximal",
+    "pbrf",
+    "linearized_pbrf",
+    "pbrf_paper",
+    "linearized_pbrf_paper",
+    "two_stage",
+)
 REMOVED = torch.tensor([[0], [7], [29]])
 
 

@@ -63,7 +63,7 @@ def _problem64(root: Path, cfg) -> tuple[Problem, torch.nn.Module, torch.Tensor]
 def test_the_default_plan_is_unchanged_and_mislabel_adds_its_nodes():
     default = build_plan(smoke_config().model_dump(mode="json"))
     assert not {"self_influence", "self_pbrf", "detection"} & set(default.nodes)
-    assert default["prepare"].reads == ("data",)
+    assert default["prepare"].reads == ("data", "mislabel")  # None: no corruption
     plan = build_plan(smoke_config(mislabel={"shards": 2}).model_dump(mode="json"))
     assert plan["prepare"].reads == ("data", "mislabel.fraction", "mislabel.seed")
     assert set(plan["self_pbrf-1of2"].upstream) == {"prepare", "train_base"}
