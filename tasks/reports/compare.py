@@ -32,13 +32,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tasks.engine.artifacts import ArtifactError, atomic_path, write_text
-from tasks.reports.paper import paper_gaps, paper_values
-from tasks.reports.report import (
+from tasks.reports.paper import (
     MATCHED_LABEL,
     PAPER_SETTING_LABEL,
     gap_table,
+    paper_gaps,
     paper_row,
     paper_table2,
+    paper_values,
 )
 from tasks.reports.results import (
     GAP_TITLES,

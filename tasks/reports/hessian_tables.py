@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.engine.runner import read_run_config
-from tasks.reports.paper import paper_correlations, paper_gaps
-from tasks.reports.report import paper_row
+from tasks.reports.paper import paper_correlations, paper_gaps, paper_row
 from tasks.reports.results import GAP_TITLES, Results, corr_cell, fmt, gap_cell, num
 
 CURVATURES = ("gnh", "hessian")

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pbrf.stats import Interval, bootstrap_correlation_difference
-from tasks.reports.paper import paper_gaps
-from tasks.reports.report import gap_table, paper_row, paper_table2
+from tasks.reports.paper import gap_table, paper_gaps, paper_row, paper_table2
 from tasks.reports.results import (
     ALL_GAP_TITLES,
     GAP_TITLES,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from tasks import schemas
 from tasks.engine.context import StepContext
-from tasks.reports.paper import paper_correlations
+from tasks.reports.paper import paper_correlations, paper_row
 from tasks.reports.results import Results, corr_cell, fmt, num
 
 TABLE8_COLUMNS = {"two_stage": "Two-Stage LOO", "warm": "Warm-Start", "pbrf": "PBRF"}
@@ -51,8 +51,6 @@ def table8_rows(res: Results) -> list[dict[str, Any]]:
 
 
 def table8_markdown(res: Results) -> str:
-    from tasks.reports.report import paper_row
-
     model, dataset, _ = paper_row(res.cfg)
     paper = paper_correlations(model, dataset, "8") if dataset else {}
     corr = {r.reference: r for r in res.correlations.itertuples(index=False)}
@@ -76,8 +74,6 @@ def table8_markdown(res: Results) -> str:
 
 
 def table8_section(res: Results) -> list[str]:
-    from tasks.reports.report import paper_row
-
     note = paper_row(res.cfg)[2]
     return [
         "## Two-stage LOO (Table 8)",

@@ -26,7 +26,7 @@ from pbrf.data import get_spec
 from pbrf.study.appendix import STUDY_PRESETS
 from pbrf.study.config import StudyConfig
 from pbrf.study.presets import PRESETS, load_preset
-from tasks.reports.report import paper_row
+from tasks.reports.paper import paper_row
 from tasks.reports.results import GAP_TITLES
 
 GAPS = ("warm_start", "proximity", "non_convergence", "linearization", "solver")

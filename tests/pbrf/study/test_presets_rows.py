@@ -32,7 +32,7 @@ from pbrf.study.memory import (
 )
 from pbrf.study.presets import PRESETS, load_preset
 from pbrf.study.schedules import schedule_horizon, variant_schedule
-from tasks.reports.report import paper_row
+from tasks.reports.paper import paper_row
 
 SWEEP = {1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001}
 ADAM_SWEEP = {0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001}
