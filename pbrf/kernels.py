@@ -35,12 +35,13 @@ import torch
 from torch import Tensor
 from torch.func import grad, grad_and_value, jvp, vmap
 
+from pbrf import mlpkernel
 from pbrf.curvature import gnh_chunk
 from pbrf.objectives import Batch
 from pbrf.params import ParamSpec
 from pbrf.problem import Problem
 
-KERNELS = ("reference", "vmap", "loop", "auto")
+KERNELS = ("reference", "vmap", "loop", "mlp", "auto")
 PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
 LOOP_MIN_WORK = 50_000_000  # d × batch from which looping beats vmap (bench_row, CPU)
 
@@ -55,11 +56,22 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def choose_kernel(kernel: str, d: int, batch_size: int | None, n: int, models: int = 2) -> str:
-    """``kernel``, with ``auto`` resolved by the size of one model's step and the number of
-    models (module docstring)."""
+def choose_kernel(
+    kernel: str,
+    d: int,
+    batch_size: int | None,
+    n: int,
+    models: int = 2,
+    problem: Problem | None = None,
+) -> str:
+    """``kernel``, with ``auto`` resolved by the model family (``mlp`` for an MLP ``problem``),
+    else by the size of one model's step and the number of models (module docstring)."""
     if check_kernel(kernel) != "auto":
+        if kernel == "mlp" and (problem is None or mlpkernel.mlp_shape(problem) is None):
+            raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
         return kernel
+    if problem is not None and mlpkernel.mlp_shape(problem) is not None:
+        return "mlp"
     return "loop" if models == 1 or d * (batch_size or n) >= LOOP_MIN_WORK else "vmap"
 
 
@@ -248,6 +260,7 @@ class LinearizedStepper:
     _c: Tensor | None = field(default=None, init=False, repr=False)
     _c_key: Tensor | None = field(default=None, init=False, repr=False)
     kernel: str = "linearized"
+    shape: mlpkernel.MLPShape | None = None  # an MLP: products by batched matmuls
 
     def _removed_grad(self, rx: Tensor, rt: Tensor) -> Tensor:
         """``c_m = Σ_{z∈S_m} ∇_θ ℓ_z(θˢ)`` ``(M, d)``, computed once per set of removals."""
@@ -266,6 +279,10 @@ class LinearizedStepper:
 
     def _parts(self, theta: Tensor, b: Batch, rx: Tensor, rt: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
+            if self.shape is not None:
+                loss = self.problem.loss
+                gq = mlpkernel.gnh_chunk(self.shape, loss, self.anchor, b.x, b.t, theta)
+                return gq.div_(b.size), self._removed_grad(rx, rt)
             gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta).div_(b.size)
         return gq, self._removed_grad(rx, rt)
 
@@ -287,6 +304,10 @@ class LinearizedStepper:
     def _quad(self, theta: Tensor, b: Batch) -> Tensor:
         """``(1/|B|) Σ_i ½ Δy_iᵀ H_i Δy_i`` with ``Δy = J δ`` (forward products only)."""
         p = self.problem
+        if self.shape is not None:
+            with torch.no_grad():
+                q = mlpkernel.quad_values(self.shape, p.loss, self.anchor, b.x, b.t, theta)
+            return q / b.size
 
         def f(th: Tensor) -> Tensor:
             return p.f(th, b.x)
@@ -306,9 +327,6 @@ class LinearizedStepper:
         return self._values(theta[None].expand(m, -1), quad, self._removed_grad(rx, rt))
 
 
-AnyStepper = Stepper | LinearizedStepper
-
-
 def make_stepper(
     variant: str,
     problem: Problem,
@@ -324,8 +342,15 @@ def make_stepper(
         raise ValueError("resolve kernel='auto' with choose_kernel first")
     if kernel == "reference":
         return Stepper(reference, "reference")
+    shape = mlpkernel.mlp_shape(problem) if kernel == "mlp" else None
+    if kernel == "mlp" and shape is None:
+        raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
     if variant == "linearized_pbrf":
-        return LinearizedStepper(problem, anchor, epsilon, damping)
+        return LinearizedStepper(problem, anchor, epsilon, damping, shape=shape)
+    if shape is not None:
+        if variant not in ("cold", "warm", "two_stage", "proximal", "pbrf", "pbrf_paper"):
+            raise ValueError(f"no fast objective for variant {variant!r}")
+        return MLPStepper(variant, problem, shape, anchor, epsilon, damping)
     one = fast_objective(variant, problem, anchor, epsilon, damping)
     if kernel == "vmap":
         return Stepper(one, kernel)
@@ -334,3 +359,92 @@ def make_stepper(
     if per_tensor and not problem.weight_decay:
         return Stepper(one, kernel, anchor, uses_delta, problem.spec, problem.f_params)
     return Stepper(one, kernel, anchor, uses_delta)
+
+
+@dataclass
+class MLPStepper:
+    """Every variant but the linearized PBRF for an MLP, as explicit batched matrix products
+    (:mod:`pbrf.mlpkernel`): the objectives of :func:`fast_objective` with hand-written
+    gradients. ``θ = anchor + δ``; the returned gradient buffer is reused across calls."""
+
+    variant: str
+    problem: Problem
+    shape: mlpkernel.MLPShape
+    anchor: Tensor
+    epsilon: float
+    damping: float
+    kernel: str = "mlp"
+    _theta: Tensor | None = field(default=None, init=False, repr=False)
+    _grads: Tensor | None = field(default=None, init=False, repr=False)
+
+    def _objective(
+        self, delta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor, grads: bool
+    ) -> tuple[Tensor | None, Tensor]:
+        p, sh, m = self.problem, self.shape, delta.shape[0]
+        wd, nb, bregman = p.weight_decay, b.x.shape[0], self.variant in ("pbrf", "pbrf_paper")
+        if self._theta is None or self._theta.shape != delta.shape:
+            self._theta, self._grads = torch.empty_like(delta), torch.empty_like(delta)
+        theta = torch.add(self.anchor, delta, out=self._theta)
+        x = b.x.reshape(nb, -1)
+        t = b.t.expand(m, *b.t.shape)
+        if bregman:
+            x = torch.cat([x.expand(m, *x.shape), rx.reshape(m, rx.shape[1], -1)], dim=1)
+            t = torch.cat([t, rt.to(t.dtype)], dim=1)
+        layers = sh.split(theta)
+        y, inputs = mlpkernel.forward(sh, layers, x)
+        losses, g = mlpkernel.flat_loss(p.loss, y, t)
+        lam = self.damping if self.variant == "proximal" else 0.0
+        if bregman:
+            assert b.anchor_outputs is not None
+            ys, rows = b.anchor_outputs, m * nb
+            val = p.loss.bregman(
+                y[:, :nb].reshape(rows, -1),
+                ys.expand(m, *ys.shape).reshape(rows, -1),
+                t[:, :nb].reshape(rows, *t.shape[2:]),
+            )
+            val = val.view(m, nb).sum(1) / b.size
+            k = rx.shape[1]
+            val = val - self.epsilon * losses[:, nb:].sum(1)
+            g[:, :nb] -= p.loss.output_grad(ys, b.t)
+            g[:, :nb] /= b.size
+            g[:, nb:] *= -self.epsilon
+            coef = -self.epsilon * k * wd  # ∂/∂θ of −ε k (w/2)‖θ‖²
+            if wd:
+                val = val - self.epsilon * k * 0.5 * wd * _rowdot(theta, theta)
+            lam = self.damping + wd
+        else:
+            val = (w * losses).sum(1) / b.size
+            g.mul_((w / b.size).unsqueeze(-1))
+            sw = w.sum(1) / b.size
+            coef = wd * sw  # ∂/∂θ of r(θ)·Σw/|B|
+            if wd:
+                val = val + 0.5 * wd * _rowdot(theta, theta) * sw
+        if lam:
+            val = val + 0.5 * lam * _rowdot(delta, delta)
+        if not grads:
+            return None, val
+        assert self._grads is not None
+        out = mlpkernel.backward(sh, layers, inputs, g, self._grads)
+        if wd:
+            out.add_(theta * (coef if isinstance(coef, float) else coef[:, None]))
+        if lam:
+            out.add_(delta, alpha=lam)
+        return out, val
+
+    def grad_and_value(
+        self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            out, val = self._objective(theta, b, w, rx, rt, True)
+        assert out is not None
+        return out, val
+
+    def value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self._objective(theta, b, w, rx, rt, False)[1]
+
+    def shared_value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        return self.value(theta[None].expand(rx.shape[0], -1), b, w, rx, rt)
+
+
+AnyStepper = Stepper | LinearizedStepper | MLPStepper
