@@ -380,19 +380,28 @@ class MLPStepper:
     def _objective(
         self, delta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor, grads: bool
     ) -> tuple[Tensor | None, Tensor]:
-        p, sh, m = self.problem, self.shape, delta.shape[0]
+        p, sh, m = self.problem, self.shape, rx.shape[0]  # δ has M rows, or 1 (shared_value)
         wd, nb, bregman = p.weight_decay, b.x.shape[0], self.variant in ("pbrf", "pbrf_paper")
-        if self._theta is None or self._theta.shape != delta.shape:
-            self._theta, self._grads = torch.empty_like(delta), torch.empty_like(delta)
-        theta = torch.add(self.anchor, delta, out=self._theta)
+        if not grads:
+            theta = self.anchor + delta
+        else:
+            if self._theta is None or self._theta.shape != delta.shape:
+                self._theta, self._grads = torch.empty_like(delta), torch.empty_like(delta)
+            theta = torch.add(self.anchor, delta, out=self._theta)
         x = b.x.reshape(nb, -1)
-        t = b.t.expand(m, *b.t.shape)
-        if bregman:
-            x = torch.cat([x.expand(m, *x.shape), rx.reshape(m, rx.shape[1], -1)], dim=1)
-            t = torch.cat([t, rt.to(t.dtype)], dim=1)
+        rxf = rx.flatten(2)
+        if bregman and grads:  # one forward pass over the batch and the removed examples
+            x = torch.cat([x.expand(m, *x.shape), rxf], dim=1)
         layers = sh.split(theta)
         y, inputs = mlpkernel.forward(sh, layers, x)
-        losses, g = mlpkernel.flat_loss(p.loss, y, t)
+        if bregman and not grads:  # batch rows at the (possibly shared) θ, then removed rows
+            stacked = [(w_.expand(m, *w_.shape[1:]), b_.expand(m, -1)) for w_, b_ in layers]
+            y_r = mlpkernel.forward(sh, stacked, rxf)[0]
+            y = torch.cat([y.expand(m, *y.shape[1:]), y_r], dim=1)
+        t = b.t.expand(y.shape[0], *b.t.shape)
+        if bregman:
+            t = torch.cat([t, rt.to(t.dtype)], dim=1)
+        losses, g = mlpkernel.flat_loss(p.loss, y, t, grads)
         lam = self.damping if self.variant == "proximal" else 0.0
         if bregman:
             assert b.anchor_outputs is not None
@@ -405,23 +414,25 @@ class MLPStepper:
             val = val.view(m, nb).sum(1) / b.size
             k = rx.shape[1]
             val = val - self.epsilon * losses[:, nb:].sum(1)
-            g[:, :nb] -= p.loss.output_grad(ys, b.t)
-            g[:, :nb] /= b.size
-            g[:, nb:] *= -self.epsilon
+            if g is not None:  # Bregman gradient ∇L(y) − ∇L(yˢ); removed rows scaled by −ε
+                g[:, :nb] -= p.loss.output_grad(ys, b.t)
+                g[:, :nb] /= b.size
+                g[:, nb:] *= -self.epsilon
             coef = -self.epsilon * k * wd  # ∂/∂θ of −ε k (w/2)‖θ‖²
             if wd:
                 val = val - self.epsilon * k * 0.5 * wd * _rowdot(theta, theta)
             lam = self.damping + wd
         else:
             val = (w * losses).sum(1) / b.size
-            g.mul_((w / b.size).unsqueeze(-1))
+            if g is not None:  # the removal weights scale the output-gradient rows
+                g.mul_((w / b.size).unsqueeze(-1))
             sw = w.sum(1) / b.size
             coef = wd * sw  # ∂/∂θ of r(θ)·Σw/|B|
             if wd:
                 val = val + 0.5 * wd * _rowdot(theta, theta) * sw
         if lam:
             val = val + 0.5 * lam * _rowdot(delta, delta)
-        if not grads:
+        if g is None:
             return None, val
         assert self._grads is not None
         out = mlpkernel.backward(sh, layers, inputs, g, self._grads)
@@ -444,7 +455,9 @@ class MLPStepper:
             return self._objective(theta, b, w, rx, rt, False)[1]
 
     def shared_value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
-        return self.value(theta[None].expand(rx.shape[0], -1), b, w, rx, rt)
+        """Values of M models at one ``theta (d,)``: the batch's forward pass runs once."""
+        with torch.no_grad():
+            return self._objective(theta[None], b, w, rx, rt, False)[1]
 
 
 AnyStepper = Stepper | LinearizedStepper | MLPStepper
