@@ -225,12 +225,16 @@ def main(argv: list[str] | None = None) -> None:
     kernels = [k for k in args.kernels.split(",") if k]
     for k in kernels:
         check_kernel(k)
-    resolved = {
-        k: choose_kernel(k, theta0.numel(), train.batch_size, n, m, problem) for k in kernels
-    }
     print(
-        "kernels (M models; base training loops under auto unless the model is an MLP): "
-        + ", ".join(f"{k} → {r}" for k, r in resolved.items())
+        "kernels (base training; then each variant's M models): "
+        + "; ".join(
+            f"{k} → {choose_kernel(k, theta0.numel(), train.batch_size, n, 1, problem)}, "
+            + ", ".join(
+                f"{v} {choose_kernel(k, theta0.numel(), train.batch_size, n, m, problem, v)}"
+                for v in variants
+            )
+            for k in kernels
+        )
     )
     rows: list[Row] = []
     for kernel in kernels:

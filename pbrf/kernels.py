@@ -10,10 +10,15 @@ objective values ``(M,)`` of all M models. Kernels:
 * ``vmap``: the fast objectives below, vmapped over the models.
 * ``loop``: the fast objectives, one model after another with plain autograd. Each model's
   matrix products then run at full single-model size; for large models this beats ``vmap``.
-* ``auto``: ``loop`` for a single model (base training) or when one model's step is large
-  (``d × batch ≥ LOOP_MIN_WORK``), else
-  ``vmap``: measured with ``benchmarks/bench_row.py`` on a CPU, looping wins for the
-  ``mnist-mlp`` row (d·b = 2.4e8) and loses for ``concrete-mlp`` (d·b = 2.3e6).
+* ``mlp``: an MLP's forward and backward written out as batched matrix products
+  (:class:`MLPStepper`, :mod:`pbrf.mlpkernel`), every variant.
+* ``auto``, chosen by ``benchmarks/bench_row.py`` measurements on a CPU (one thread): for an
+  MLP, ``mlp`` (``concrete-mlp``: 1.2–2.9× ``vmap``/``loop`` for every variant; ``mnist-mlp``:
+  equal for base training and the linearized PBRF, 1.3× for the PBRFs), except that the
+  downweighted variants (cold, warm, proximal) of a large model
+  (``d × batch ≥ LOOP_MIN_WORK``) ``loop`` (``mnist-mlp`` warm: 1.1× ``mlp``). Other models:
+  ``loop`` for a single model (base training) or a large one, else ``vmap`` (looping wins for
+  ``mnist-mlp``, d·b = 2.4e8, and loses for ``concrete-mlp``, d·b = 2.3e6).
 
 What the fast objectives skip or reorder (mathematically the same objective):
 
@@ -43,6 +48,7 @@ from pbrf.problem import Problem
 
 KERNELS = ("reference", "vmap", "loop", "mlp", "auto")
 PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
+DOWNWEIGHTED = frozenset({"cold", "warm", "two_stage", "proximal"})  # Eq. 2 objectives
 LOOP_MIN_WORK = 50_000_000  # d × batch from which looping beats vmap (bench_row, CPU)
 
 # objective(δ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
@@ -63,16 +69,19 @@ def choose_kernel(
     n: int,
     models: int = 2,
     problem: Problem | None = None,
+    variant: str | None = None,
 ) -> str:
-    """``kernel``, with ``auto`` resolved by the model family (``mlp`` for an MLP ``problem``),
-    else by the size of one model's step and the number of models (module docstring)."""
+    """``kernel``, with ``auto`` resolved by measurement (module docstring): for an MLP
+    ``problem``, ``mlp`` except that the downweighted variants of large models loop; otherwise by
+    the size of one model's step and the number of models."""
     if check_kernel(kernel) != "auto":
         if kernel == "mlp" and (problem is None or mlpkernel.mlp_shape(problem) is None):
             raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
         return kernel
+    large = d * (batch_size or n) >= LOOP_MIN_WORK
     if problem is not None and mlpkernel.mlp_shape(problem) is not None:
-        return "mlp"
-    return "loop" if models == 1 or d * (batch_size or n) >= LOOP_MIN_WORK else "vmap"
+        return "loop" if large and models > 1 and variant in DOWNWEIGHTED else "mlp"
+    return "loop" if models == 1 or large else "vmap"
 
 
 def data_losses(problem: Problem, theta: Tensor, x: Tensor, t: Tensor) -> Tensor:

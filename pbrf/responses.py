@@ -424,7 +424,7 @@ def retrain(
     settings = sgd_settings(train, schedule.lr_factor)
     done = len(orders) - extra  # epochs before the ones run from θˢ (cold: the K replayed)
     monitor = (done, done + (9 * extra) // 10, done + extra)
-    kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, m, problem)
+    kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, m, problem, variant)
     res: TrainResult = train_stacked(
         make_stepper(variant, problem, anchor, eps, damping, kernel, objective),
         delta0,

@@ -17,13 +17,20 @@ from tiny_problems import tiny_data
 from pbrf import mlpkernel
 from pbrf.config import TrainConfig
 from pbrf.curvature import autodiff_gnh_chunk, gnh_chunk
-from pbrf.kernels import LinearizedStepper, MLPStepper, choose_kernel, make_stepper
+from pbrf.kernels import (
+    LOOP_MIN_WORK,
+    LinearizedStepper,
+    MLPStepper,
+    choose_kernel,
+    make_stepper,
+)
 from pbrf.losses import get_loss
 from pbrf.models import build_model
 from pbrf.objectives import Batch
 from pbrf.params import flat_params
 from pbrf.problem import Problem
 from pbrf.responses import Schedule, retrain, train_base, variant_objective
+from pbrf.solvers.lissa import LissaDivergenceError, lissa
 
 RTOL, ATOL = 1e-9, 1e-12
 N = 30
@@ -149,6 +156,11 @@ def test_gnh_products_equal_autodiff_and_dense(loss, activation):
 def test_kernel_choice():
     problem = _problem("cross_entropy")[0]
     assert choose_kernel("auto", 10, 8, 30, 20, problem) == "mlp"
+    big = LOOP_MIN_WORK // 8
+    assert choose_kernel("auto", big, 8, 30, 20, problem, "warm") == "loop"  # measured faster
+    assert choose_kernel("auto", big, 8, 30, 20, problem, "pbrf") == "mlp"
+    assert choose_kernel("auto", big, 8, 30, 1, problem, "cold") == "mlp"  # base training
+    assert choose_kernel("auto", big - 1, 8, 30, 20, problem, "warm") == "mlp"
     assert choose_kernel("auto", 10, 8, 30, 1, problem) == "mlp"
     assert choose_kernel("auto", 10, 8, 30, 20) == "vmap"  # no problem given: by size
     gelu = _problem("cross_entropy", activation="gelu")[0]
@@ -158,3 +170,23 @@ def test_kernel_choice():
     assert mlpkernel.mlp_shape(Problem.from_module(cnn, get_loss("cross_entropy"))) is None
     with pytest.raises(ValueError, match="kernel 'mlp' needs an MLP"):
         choose_kernel("mlp", 10, 8, 30, 20, gelu)
+
+
+@pytest.mark.parametrize("every", [1, 3, 32, 1000])
+def test_lissa_block_divergence_check_equals_per_step_check(every):
+    """Checking the divergence bound on blocks of steps gives bitwise the per-step result, and on
+    divergence the same first step, ratio, bound and rows."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    a = a @ a.T / 12
+    v = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    ok = lissa(lambda w: w @ a, v, depth=50, scale=8.0, damping=0.1, check_every=1).x
+    got = lissa(lambda w: w @ a, v, depth=50, scale=8.0, damping=0.1, check_every=every).x
+    assert torch.equal(got, ok)
+    errors = []
+    for k in (1, every):
+        with pytest.raises(LissaDivergenceError) as info:
+            lissa(lambda w: w @ a, v, depth=300, scale=0.5, damping=0.1, check_every=k)
+        e = info.value
+        errors.append((e.step, e.repeat, e.ratio, e.bound, e.rhs))
+    assert errors[0] == errors[1] and errors[0][0] > 1
