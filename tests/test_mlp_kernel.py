@@ -153,8 +153,11 @@ def test_gnh_products_equal_autodiff_and_dense(loss, activation):
     torch.testing.assert_close(quad, 0.5 * ((v @ dense) * v).sum(1), rtol=RTOL, atol=ATOL)
 
 
-def test_kernel_choice():
+def test_kernel_choice(monkeypatch):
     problem = _problem("cross_entropy")[0]
+    assert choose_kernel("auto", 10, 8, 30, 20, problem) == "vmap"  # mlp is opt-in by default
+    assert choose_kernel("mlp", 10, 8, 30, 20, problem) == "mlp"
+    monkeypatch.setattr("pbrf.kernels.AUTO_MLP", True)
     assert choose_kernel("auto", 10, 8, 30, 20, problem) == "mlp"
     big = LOOP_MIN_WORK // 8
     assert choose_kernel("auto", big, 8, 30, 20, problem, "warm") == "loop"  # measured faster
