@@ -53,7 +53,8 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pbrf.curvature import autodiff_gnh_chunk, gnh_product
+from pbrf import mlpkernel
+from pbrf.curvature import autodiff_gnh_chunk
 from pbrf.data import DataFilesMissingError, Dataset, load_dataset
 from pbrf.kernels import check_kernel, choose_kernel
 from pbrf.losses import get_loss
@@ -348,8 +349,9 @@ def print_gnh(problem, theta, ds, cfg, m, device) -> None:
     x, t = ds.x_train[:b], ds.t_train[:b]
     v = torch.randn(m, theta.numel(), generator=torch.Generator().manual_seed(1)).to(theta)
     products = {"autodiff": lambda: autodiff_gnh_chunk(problem, theta, x, t, v)}
-    if mlp_shape(problem) is not None:
-        products["mlp"] = lambda: gnh_product(problem, theta, x, t, v)
+    shape = mlp_shape(problem)
+    if shape is not None:
+        products["mlp"] = lambda: mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v)
     depth, repeats = getattr(solver, "depth", 0), getattr(solver, "repeats", 1)
     print()
     for name, product in products.items():

@@ -44,8 +44,9 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
 
 def gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
     """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean): by explicit batched
-    matrix products for an MLP (:mod:`pbrf.mlpkernel`), else :func:`autodiff_gnh_chunk`."""
-    shape = mlpkernel.mlp_shape(problem)
+    matrix products for an MLP when ``pbrf.mlpkernel.AUTO`` is set, else
+    :func:`autodiff_gnh_chunk`."""
+    shape = mlpkernel.mlp_shape(problem) if mlpkernel.AUTO else None
     if shape is not None and v.dim() == 2 and theta.dim() == 1:
         with torch.no_grad():
             return mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v)

@@ -13,7 +13,7 @@ objective values ``(M,)`` of all M models. Kernels:
 * ``mlp``: an MLP's forward and backward written out as batched matrix products
   (:class:`MLPStepper`, :mod:`pbrf.mlpkernel`), every variant.
 * ``auto``, chosen by ``benchmarks/bench_row.py`` measurements on a CPU (one thread): with
-  ``AUTO_MLP`` (off by default, see there), for an MLP ``mlp`` (``concrete-mlp``: 1.2–2.9× ``vmap``/``loop`` for every variant; ``mnist-mlp``:
+  ``pbrf.mlpkernel.AUTO`` (off by default, see there), for an MLP ``mlp`` (``concrete-mlp``: 1.2–2.9× ``vmap``/``loop`` for every variant; ``mnist-mlp``:
   equal for base training and the linearized PBRF, 1.3× for the PBRFs), except that the
   downweighted variants (cold, warm, proximal) of a large model
   (``d × batch ≥ LOOP_MIN_WORK``) ``loop`` (``mnist-mlp`` warm: 1.1× ``mlp``). Other models:
@@ -49,11 +49,7 @@ from pbrf.problem import Problem
 KERNELS = ("reference", "vmap", "loop", "mlp", "auto")
 PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
 DOWNWEIGHTED = frozenset({"cold", "warm", "two_stage", "proximal"})  # Eq. 2 objectives
-LOOP_MIN_WORK = 50_000_000
-# Whether ``auto`` picks ``mlp`` for MLPs. Off: in float32 its different summation order, though
-# exact to rounding per step, is amplified over a long SGD run (ReLU kinks), so the default
-# study's outputs would move beyond their recorded tolerances; opt in with ``kernel="mlp"``.
-AUTO_MLP = False  # d × batch from which looping beats vmap (bench_row, CPU)
+LOOP_MIN_WORK = 50_000_000  # d × batch from which looping beats vmap (bench_row, CPU)
 
 # objective(δ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
 Objective = Callable[..., Tensor]
@@ -83,7 +79,7 @@ def choose_kernel(
             raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
         return kernel
     large = d * (batch_size or n) >= LOOP_MIN_WORK
-    if AUTO_MLP and problem is not None and mlpkernel.mlp_shape(problem) is not None:
+    if mlpkernel.AUTO and problem is not None and mlpkernel.mlp_shape(problem) is not None:
         return "loop" if large and models > 1 and variant in DOWNWEIGHTED else "mlp"
     return "loop" if models == 1 or large else "vmap"
 

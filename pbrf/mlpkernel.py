@@ -25,6 +25,11 @@ from pbrf.models.mlp import MLP
 from pbrf.problem import Problem
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+# Whether the defaults use this module for MLPs: ``kernel="auto"`` (pbrf.kernels) and every GNH
+# product (pbrf.curvature.gnh_chunk, so LiSSA). Off: in float32 the different summation order,
+# exact to rounding per step, is amplified over a long SGD run (ReLU kinks), so the default
+# study's outputs would move beyond their recorded tolerances. ``kernel="mlp"`` opts in per run.
+AUTO = False
 Layers = list[tuple[Tensor, Tensor]]  # [(W (..., o, i), b (..., o))]
 
 

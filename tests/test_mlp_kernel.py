@@ -138,15 +138,17 @@ def _dense_gnh_sum(problem: Problem, theta, x, t):
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "squared_error", "binary_cross_entropy"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_gnh_products_equal_autodiff_and_dense(loss, activation):
+def test_gnh_products_equal_autodiff_and_dense(loss, activation, monkeypatch):
     problem, theta, x, t = _problem(loss, 0.0, activation)
     shape = mlpkernel.mlp_shape(problem)
     assert shape is not None and shape.sizes == (5, 6, 6, 3)
     v = torch.randn(4, theta.numel(), generator=torch.Generator().manual_seed(0), dtype=x.dtype)
     got = mlpkernel.gnh_chunk(shape, problem.loss, theta, x[:10], t[:10], v)
-    torch.testing.assert_close(got, autodiff_gnh_chunk(problem, theta, x[:10], t[:10], v),
-                               rtol=RTOL, atol=ATOL)  # fmt: skip
-    torch.testing.assert_close(gnh_chunk(problem, theta, x[:10], t[:10], v), got, rtol=0, atol=0)
+    want = autodiff_gnh_chunk(problem, theta, x[:10], t[:10], v)
+    torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
+    assert torch.equal(gnh_chunk(problem, theta, x[:10], t[:10], v), want)  # default: autodiff
+    monkeypatch.setattr("pbrf.mlpkernel.AUTO", True)
+    assert torch.equal(gnh_chunk(problem, theta, x[:10], t[:10], v), got)
     dense = _dense_gnh_sum(problem, theta, x[:10], t[:10])
     torch.testing.assert_close(got, v @ dense, rtol=RTOL, atol=ATOL)
     quad = mlpkernel.quad_values(shape, problem.loss, theta, x[:10], t[:10], v)
@@ -157,7 +159,7 @@ def test_kernel_choice(monkeypatch):
     problem = _problem("cross_entropy")[0]
     assert choose_kernel("auto", 10, 8, 30, 20, problem) == "vmap"  # mlp is opt-in by default
     assert choose_kernel("mlp", 10, 8, 30, 20, problem) == "mlp"
-    monkeypatch.setattr("pbrf.kernels.AUTO_MLP", True)
+    monkeypatch.setattr("pbrf.mlpkernel.AUTO", True)
     assert choose_kernel("auto", 10, 8, 30, 20, problem) == "mlp"
     big = LOOP_MIN_WORK // 8
     assert choose_kernel("auto", big, 8, 30, 20, problem, "warm") == "loop"  # measured faster
