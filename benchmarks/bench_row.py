@@ -53,10 +53,12 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pbrf.curvature import gnh_product
+from pbrf import mlpkernel
+from pbrf.curvature import autodiff_gnh_chunk
 from pbrf.data import DataFilesMissingError, Dataset, load_dataset
 from pbrf.kernels import check_kernel, choose_kernel
 from pbrf.losses import get_loss
+from pbrf.mlpkernel import mlp_shape
 from pbrf.models import build_from_options
 from pbrf.params import flat_params
 from pbrf.problem import Problem
@@ -150,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--kernels",
         default="reference,auto",
-        help="comma-separated training kernels (pbrf.kernels: reference, vmap, loop, auto)",
+        help="comma-separated training kernels (pbrf.kernels: reference, vmap, loop, mlp, auto)",
     )
     p.add_argument("--budget-gb", type=float, help="memory budget for one shard's computation")
     p.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
@@ -224,10 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     kernels = [k for k in args.kernels.split(",") if k]
     for k in kernels:
         check_kernel(k)
-    resolved = {k: choose_kernel(k, theta0.numel(), train.batch_size, n) for k in kernels}
     print(
-        "kernels (M models; base training loops under auto): "
-        + ", ".join(f"{k} → {r}" for k, r in resolved.items())
+        "kernels (base training; then each variant's M models): "
+        + "; ".join(
+            f"{k} → {choose_kernel(k, theta0.numel(), train.batch_size, n, 1, problem)}, "
+            + ", ".join(
+                f"{v} {choose_kernel(k, theta0.numel(), train.batch_size, n, m, problem, v)}"
+                for v in variants
+            )
+            for k in kernels
+        )
     )
     rows: list[Row] = []
     for kernel in kernels:
@@ -334,30 +342,37 @@ def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
 
 
 def print_gnh(problem, theta, ds, cfg, m, device) -> None:
-    """One damped-GNH product on R = M right-hand sides, as LiSSA calls it (module docstring)."""
+    """One damped-GNH product on R = M right-hand sides, as LiSSA calls it (module docstring):
+    the autodiff product (jvp/vjp) and, for an MLP, the batched-matmul one."""
     solver = cfg.influence.solver
     b = min(ds.n_train, getattr(solver, "batch_size", None) or cfg.train.batch_size or ds.n_train)
     x, t = ds.x_train[:b], ds.t_train[:b]
     v = torch.randn(m, theta.numel(), generator=torch.Generator().manual_seed(1)).to(theta)
-    with FlopCounterMode(display=False) as counter:
-        gnh_product(problem, theta, x, t, v)
-    flops = counter.get_total_flops()
-    gnh_product(problem, theta, x, t, v)  # warm-up
-    peak = matmul_gflops(device, theta.dtype)
-    best = min(timed(lambda: gnh_product(problem, theta, x, t, v), device)[0] for _ in range(3))
-    rate = flops / best / 1e9
+    products = {"autodiff": lambda: autodiff_gnh_chunk(problem, theta, x, t, v)}
+    shape = mlp_shape(problem)
+    if shape is not None:
+        products["mlp"] = lambda: mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v)
     depth, repeats = getattr(solver, "depth", 0), getattr(solver, "repeats", 1)
-    print(
-        f"\nGNH product (R = {m} right-hand sides, batch {b}): {best * 1e3:.1f} ms, "
-        f"{flops / 1e9:.3g} GFLOP, {rate:.2f} GFLOP/s = {rate / peak:.1%} of the matmul "
-        f"({peak:.1f} GFLOP/s)"
-        + (
-            f"; a LiSSA solve of depth {depth} × {repeats} repeat(s) ≈ "
-            f"{best * depth * repeats:.0f} s of products"
-            if depth
-            else ""
+    print()
+    for name, product in products.items():
+        with FlopCounterMode(display=False) as counter:
+            product()
+        flops = counter.get_total_flops()
+        product()  # warm-up
+        peak = matmul_gflops(device, theta.dtype)
+        best = min(timed(product, device)[0] for _ in range(3))
+        rate = flops / best / 1e9
+        print(
+            f"GNH product {name:>8s} (R = {m} right-hand sides, batch {b}): {best * 1e3:.1f} ms, "
+            f"{flops / 1e9:.3g} GFLOP, {rate:.2f} GFLOP/s = {rate / peak:.1%} of the matmul "
+            f"({peak:.1f} GFLOP/s)"
+            + (
+                f"; a LiSSA solve of depth {depth} × {repeats} repeat(s) ≈ "
+                f"{best * depth * repeats:.0f} s of products"
+                if depth
+                else ""
+            )
         )
-    )
 
 
 def extrapolate(

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jacrev, jvp, vjp, vmap
 
+from pbrf import mlpkernel
 from pbrf.losses import OutputLoss
 from pbrf.problem import Problem
 
@@ -42,7 +43,18 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
 
 
 def gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
-    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean).
+    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean): by explicit batched
+    matrix products for an MLP when ``pbrf.mlpkernel.AUTO`` is set, else
+    :func:`autodiff_gnh_chunk`."""
+    shape = mlpkernel.mlp_shape(problem) if mlpkernel.AUTO else None
+    if shape is not None and v.dim() == 2 and theta.dim() == 1:
+        with torch.no_grad():
+            return mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v)
+    return autodiff_gnh_chunk(problem, theta, x, t, v)
+
+
+def autodiff_gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
+    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples by ``jvp``/``vjp`` (any network).
 
     One forward pass at θ is shared by the k products (``vmap`` over the vectors only). When the
     problem has ``f_params``, the products run on one tensor per parameter and the k results

@@ -10,10 +10,15 @@ objective values ``(M,)`` of all M models. Kernels:
 * ``vmap``: the fast objectives below, vmapped over the models.
 * ``loop``: the fast objectives, one model after another with plain autograd. Each model's
   matrix products then run at full single-model size; for large models this beats ``vmap``.
-* ``auto``: ``loop`` for a single model (base training) or when one model's step is large
-  (``d × batch ≥ LOOP_MIN_WORK``), else
-  ``vmap``: measured with ``benchmarks/bench_row.py`` on a CPU, looping wins for the
-  ``mnist-mlp`` row (d·b = 2.4e8) and loses for ``concrete-mlp`` (d·b = 2.3e6).
+* ``mlp``: an MLP's forward and backward written out as batched matrix products
+  (:class:`MLPStepper`, :mod:`pbrf.mlpkernel`), every variant.
+* ``auto``, chosen by ``benchmarks/bench_row.py`` measurements on a CPU (one thread): with
+  ``pbrf.mlpkernel.AUTO`` (off by default, see there), for an MLP ``mlp`` (``concrete-mlp``: 1.2–2.9× ``vmap``/``loop`` for every variant; ``mnist-mlp``:
+  equal for base training and the linearized PBRF, 1.3× for the PBRFs), except that the
+  downweighted variants (cold, warm, proximal) of a large model
+  (``d × batch ≥ LOOP_MIN_WORK``) ``loop`` (``mnist-mlp`` warm: 1.1× ``mlp``). Other models:
+  ``loop`` for a single model (base training) or a large one, else ``vmap`` (looping wins for
+  ``mnist-mlp``, d·b = 2.4e8, and loses for ``concrete-mlp``, d·b = 2.3e6).
 
 What the fast objectives skip or reorder (mathematically the same objective):
 
@@ -35,13 +40,15 @@ import torch
 from torch import Tensor
 from torch.func import grad, grad_and_value, jvp, vmap
 
+from pbrf import mlpkernel
 from pbrf.curvature import gnh_chunk
 from pbrf.objectives import Batch
 from pbrf.params import ParamSpec
 from pbrf.problem import Problem
 
-KERNELS = ("reference", "vmap", "loop", "auto")
+KERNELS = ("reference", "vmap", "loop", "mlp", "auto")
 PROXIMAL_TERMS = frozenset({"proximal", "pbrf", "pbrf_paper"})  # objectives reading δ itself
+DOWNWEIGHTED = frozenset({"cold", "warm", "two_stage", "proximal"})  # Eq. 2 objectives
 LOOP_MIN_WORK = 50_000_000  # d × batch from which looping beats vmap (bench_row, CPU)
 
 # objective(δ (d,), batch, weights (b,), removed_x (k, ...), removed_t (k, ...)) -> scalar
@@ -55,12 +62,26 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def choose_kernel(kernel: str, d: int, batch_size: int | None, n: int, models: int = 2) -> str:
-    """``kernel``, with ``auto`` resolved by the size of one model's step and the number of
-    models (module docstring)."""
+def choose_kernel(
+    kernel: str,
+    d: int,
+    batch_size: int | None,
+    n: int,
+    models: int = 2,
+    problem: Problem | None = None,
+    variant: str | None = None,
+) -> str:
+    """``kernel``, with ``auto`` resolved by measurement (module docstring): for an MLP
+    ``problem``, ``mlp`` except that the downweighted variants of large models loop; otherwise by
+    the size of one model's step and the number of models."""
     if check_kernel(kernel) != "auto":
+        if kernel == "mlp" and (problem is None or mlpkernel.mlp_shape(problem) is None):
+            raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
         return kernel
-    return "loop" if models == 1 or d * (batch_size or n) >= LOOP_MIN_WORK else "vmap"
+    large = d * (batch_size or n) >= LOOP_MIN_WORK
+    if mlpkernel.AUTO and problem is not None and mlpkernel.mlp_shape(problem) is not None:
+        return "loop" if large and models > 1 and variant in DOWNWEIGHTED else "mlp"
+    return "loop" if models == 1 or large else "vmap"
 
 
 def data_losses(problem: Problem, theta: Tensor, x: Tensor, t: Tensor) -> Tensor:
@@ -248,6 +269,7 @@ class LinearizedStepper:
     _c: Tensor | None = field(default=None, init=False, repr=False)
     _c_key: Tensor | None = field(default=None, init=False, repr=False)
     kernel: str = "linearized"
+    shape: mlpkernel.MLPShape | None = None  # an MLP: products by batched matmuls
 
     def _removed_grad(self, rx: Tensor, rt: Tensor) -> Tensor:
         """``c_m = Σ_{z∈S_m} ∇_θ ℓ_z(θˢ)`` ``(M, d)``, computed once per set of removals."""
@@ -266,6 +288,10 @@ class LinearizedStepper:
 
     def _parts(self, theta: Tensor, b: Batch, rx: Tensor, rt: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
+            if self.shape is not None:
+                loss = self.problem.loss
+                gq = mlpkernel.gnh_chunk(self.shape, loss, self.anchor, b.x, b.t, theta)
+                return gq.div_(b.size), self._removed_grad(rx, rt)
             gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta).div_(b.size)
         return gq, self._removed_grad(rx, rt)
 
@@ -287,6 +313,10 @@ class LinearizedStepper:
     def _quad(self, theta: Tensor, b: Batch) -> Tensor:
         """``(1/|B|) Σ_i ½ Δy_iᵀ H_i Δy_i`` with ``Δy = J δ`` (forward products only)."""
         p = self.problem
+        if self.shape is not None:
+            with torch.no_grad():
+                q = mlpkernel.quad_values(self.shape, p.loss, self.anchor, b.x, b.t, theta)
+            return q / b.size
 
         def f(th: Tensor) -> Tensor:
             return p.f(th, b.x)
@@ -306,9 +336,6 @@ class LinearizedStepper:
         return self._values(theta[None].expand(m, -1), quad, self._removed_grad(rx, rt))
 
 
-AnyStepper = Stepper | LinearizedStepper
-
-
 def make_stepper(
     variant: str,
     problem: Problem,
@@ -324,8 +351,15 @@ def make_stepper(
         raise ValueError("resolve kernel='auto' with choose_kernel first")
     if kernel == "reference":
         return Stepper(reference, "reference")
+    shape = mlpkernel.mlp_shape(problem) if kernel == "mlp" else None
+    if kernel == "mlp" and shape is None:
+        raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
     if variant in ("linearized_pbrf", "linearized_pbrf_paper"):
-        return LinearizedStepper(problem, anchor, epsilon, damping)
+        return LinearizedStepper(problem, anchor, epsilon, damping, shape=shape)
+    if shape is not None:
+        if variant not in ("cold", "warm", "two_stage", "proximal", "pbrf", "pbrf_paper"):
+            raise ValueError(f"no fast objective for variant {variant!r}")
+        return MLPStepper(variant, problem, shape, anchor, epsilon, damping)
     one = fast_objective(variant, problem, anchor, epsilon, damping)
     if kernel == "vmap":
         return Stepper(one, kernel)
@@ -334,3 +368,105 @@ def make_stepper(
     if per_tensor and not problem.weight_decay:
         return Stepper(one, kernel, anchor, uses_delta, problem.spec, problem.f_params)
     return Stepper(one, kernel, anchor, uses_delta)
+
+
+@dataclass
+class MLPStepper:
+    """Every variant but the linearized PBRF for an MLP, as explicit batched matrix products
+    (:mod:`pbrf.mlpkernel`): the objectives of :func:`fast_objective` with hand-written
+    gradients. ``θ = anchor + δ``; the returned gradient buffer is reused across calls."""
+
+    variant: str
+    problem: Problem
+    shape: mlpkernel.MLPShape
+    anchor: Tensor
+    epsilon: float
+    damping: float
+    kernel: str = "mlp"
+    _theta: Tensor | None = field(default=None, init=False, repr=False)
+    _grads: Tensor | None = field(default=None, init=False, repr=False)
+
+    def _objective(
+        self, delta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor, grads: bool
+    ) -> tuple[Tensor | None, Tensor]:
+        p, sh, m = self.problem, self.shape, rx.shape[0]  # δ has M rows, or 1 (shared_value)
+        wd, nb, bregman = p.weight_decay, b.x.shape[0], self.variant in ("pbrf", "pbrf_paper")
+        if not grads:
+            theta = self.anchor + delta
+        else:
+            if self._theta is None or self._theta.shape != delta.shape:
+                self._theta, self._grads = torch.empty_like(delta), torch.empty_like(delta)
+            theta = torch.add(self.anchor, delta, out=self._theta)
+        x = b.x.reshape(nb, -1)
+        rxf = rx.flatten(2)
+        if bregman and grads:  # one forward pass over the batch and the removed examples
+            x = torch.cat([x.expand(m, *x.shape), rxf], dim=1)
+        layers = sh.split(theta)
+        y, inputs = mlpkernel.forward(sh, layers, x)
+        if bregman and not grads:  # batch rows at the (possibly shared) θ, then removed rows
+            stacked = [(w_.expand(m, *w_.shape[1:]), b_.expand(m, -1)) for w_, b_ in layers]
+            y_r = mlpkernel.forward(sh, stacked, rxf)[0]
+            y = torch.cat([y.expand(m, *y.shape[1:]), y_r], dim=1)
+        t = b.t.expand(y.shape[0], *b.t.shape)
+        if bregman:
+            t = torch.cat([t, rt.to(t.dtype)], dim=1)
+        losses, g = mlpkernel.flat_loss(p.loss, y, t, grads)
+        lam = self.damping if self.variant == "proximal" else 0.0
+        if bregman:
+            assert b.anchor_outputs is not None
+            ys, rows = b.anchor_outputs, m * nb
+            val = p.loss.bregman(
+                y[:, :nb].reshape(rows, -1),
+                ys.expand(m, *ys.shape).reshape(rows, -1),
+                t[:, :nb].reshape(rows, *t.shape[2:]),
+            )
+            val = val.view(m, nb).sum(1) / b.size
+            k = rx.shape[1]
+            val = val - self.epsilon * losses[:, nb:].sum(1)
+            if g is not None:  # Bregman gradient ∇L(y) − ∇L(yˢ); removed rows scaled by −ε
+                g[:, :nb] -= p.loss.output_grad(ys, b.t)
+                g[:, :nb] /= b.size
+                g[:, nb:] *= -self.epsilon
+            coef = -self.epsilon * k * wd  # ∂/∂θ of −ε k (w/2)‖θ‖²
+            if wd:
+                val = val - self.epsilon * k * 0.5 * wd * _rowdot(theta, theta)
+            lam = self.damping + wd
+        else:
+            val = (w * losses).sum(1) / b.size
+            if g is not None:  # the removal weights scale the output-gradient rows
+                g.mul_((w / b.size).unsqueeze(-1))
+            sw = w.sum(1) / b.size
+            coef = wd * sw  # ∂/∂θ of r(θ)·Σw/|B|
+            if wd:
+                val = val + 0.5 * wd * _rowdot(theta, theta) * sw
+        if lam:
+            val = val + 0.5 * lam * _rowdot(delta, delta)
+        if g is None:
+            return None, val
+        assert self._grads is not None
+        out = mlpkernel.backward(sh, layers, inputs, g, self._grads)
+        if wd:
+            out.add_(theta * (coef if isinstance(coef, float) else coef[:, None]))
+        if lam:
+            out.add_(delta, alpha=lam)
+        return out, val
+
+    def grad_and_value(
+        self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            out, val = self._objective(theta, b, w, rx, rt, True)
+        assert out is not None
+        return out, val
+
+    def value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self._objective(theta, b, w, rx, rt, False)[1]
+
+    def shared_value(self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor) -> Tensor:
+        """Values of M models at one ``theta (d,)``: the batch's forward pass runs once."""
+        with torch.no_grad():
+            return self._objective(theta[None], b, w, rx, rt, False)[1]
+
+
+AnyStepper = Stepper | LinearizedStepper | MLPStepper

@@ -302,7 +302,7 @@ def train_base(
     orders = epoch_orders(n, train.seed, range(train.epochs))
     settings = sgd_settings(train)
     snapshots = checkpoint_epochs(train.epochs, train.checkpoints) if train.checkpoints else ()
-    kernel = choose_kernel(kernel, theta0.numel(), train.batch_size, n, models=1)
+    kernel = choose_kernel(kernel, theta0.numel(), train.batch_size, n, 1, problem)
     res = train_stacked(
         make_stepper("cold", problem, theta0, 0.0, 0.0, kernel, obj),
         zero,
@@ -398,7 +398,7 @@ def retrain(
     settings = sgd_settings(train, schedule.lr_factor)
     done = len(orders) - extra  # epochs before the ones run from θˢ (cold: the K replayed)
     monitor = (done, done + (9 * extra) // 10, done + extra)
-    kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, models=m)
+    kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, m, problem, variant)
     res: TrainResult = train_stacked(
         make_stepper(variant, problem, anchor, eps, damping, kernel, objective),
         delta0,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from pbrf.kernels import AnyStepper, LinearizedStepper, Stepper
+from pbrf.kernels import AnyStepper, LinearizedStepper, MLPStepper, Stepper
 from pbrf.objectives import Batch, removal_weights
 from pbrf.optim import FirstOrderOptimizer, step_lr
 from pbrf.schedule import batches_of
@@ -127,7 +127,7 @@ def train_stacked(
     opt = FirstOrderOptimizer(
         settings.optimizer, momentum=settings.momentum, betas=settings.betas, eps=settings.eps
     )
-    fast = isinstance(objective, (Stepper, LinearizedStepper))
+    fast = isinstance(objective, (Stepper, LinearizedStepper, MLPStepper))
     stepper = objective if fast else Stepper(objective, "reference")
 
     def batches(order: Tensor):
