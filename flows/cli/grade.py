@@ -9,7 +9,13 @@ from typing import Any
 
 from flows.cli.config_cmds import config_from, parse_overrides
 from flows.cli.errors import ConfigError
-from flows.cli.run import check_data, check_device, check_environment, check_out_dir
+from flows.cli.run import (
+    check_budget,
+    check_data,
+    check_device,
+    check_environment,
+    check_out_dir,
+)
 from flows.cli.table import print_table
 
 SHORT = {
@@ -66,6 +72,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         raise
     check_device(cfg.device)
+    fc = check_budget(cfg, args.max_hours, args.yes)  # training of the decomposition it grades
     check_environment()
     out = params.out_dir()
     check_out_dir(out)
@@ -79,7 +86,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         grade,
         params,
         out,
-        f"pbrf grade {params.preset}",
+        f"pbrf grade {params.preset} [{fc.short()}]",
         lambda: progress_phrase(out, plan),
         notes=tuple(notes),
     )

@@ -16,7 +16,13 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         settings.quiet_console()
     overrides = parse_overrides(args.set)
     device = {"device": args.device} if args.device else {}
-    from flows.cli.run import check_data, check_device, check_environment, check_out_dir
+    from flows.cli.run import (
+        check_budget,
+        check_data,
+        check_device,
+        check_environment,
+        check_out_dir,
+    )
 
     cfgs = {  # validate both before starting anything
         curvature: config_from(args, {**device, "influence.curvature": curvature})
@@ -24,6 +30,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     }
     cfg = cfgs["gnh"]
     check_device(cfg.device)
+    fc = check_budget(cfg, args.max_hours, args.yes)  # the Hessian run reuses the training
     check_environment()
     from flows.hessian import HessianComparisonParams, hessian_comparison
 
@@ -47,7 +54,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         return "; ".join(f"{c}: {progress_phrase(base / c, plans[c])}" for c in plans)
 
     result, wall = run_study_command(
-        hessian_comparison, params, base, f"pbrf hessian {params.preset}", progress
+        hessian_comparison, params, base, f"pbrf hessian {params.preset} [{fc.short()}]", progress
     )
     report = Path(result["report"])
     print(report.read_text(encoding="utf-8"))

@@ -25,6 +25,16 @@ def _add_set(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_budget(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--max-hours",
+        type=float,
+        default=2.0,
+        help="stop before starting when the estimated training time is above this (default 2)",
+    )
+    sp.add_argument("--yes", action="store_true", help="run even above --max-hours")
+
+
 def _add_debug(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--debug", action="store_true", help="print the traceback of any failure")
 
@@ -50,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a convergence or horizon warning is raised",
     )
     r.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
-    r.add_argument(
-        "--max-hours",
-        type=float,
-        default=2.0,
-        help="stop before starting when the estimated training time is above this (default 2)",
-    )
-    r.add_argument("--yes", action="store_true", help="run even above --max-hours")
+    _add_budget(r)
     r.add_argument(
         "--dask-address",
         metavar="tcp://HOST:PORT",
@@ -154,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--out", help="directory of both runs (default runs/<preset>-hessian)")
     hs.add_argument("--refresh", action="store_true", help="recompute every step")
     hs.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_budget(hs)
     _add_debug(hs)
     hs.set_defaults(func=_lazy("flows.cli.hessian", "cmd_hessian"))
 
@@ -177,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gr.add_argument("--strict", action="store_true", help="exit 1 when an estimator warns")
     gr.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    _add_budget(gr)
     _add_debug(gr)
     gr.set_defaults(func=_lazy("flows.cli.grade", "cmd_grade"))
     sw = sub.add_parser("sweep", help="run a study over a grid of config values (Figure 5)")

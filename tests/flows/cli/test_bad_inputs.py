@@ -154,6 +154,17 @@ CASES: dict[str, Case] = {
         ("estimate: ≈ ", " h of training", "above --max-hours 2", "pass --yes"),
     ),
     "max-hours-not-positive": Case(f"{RUN} --max-hours 0", 2, ("--max-hours must be a posit",)),
+    "grade-estimate-over-budget": Case(
+        "grade digits-mlp --scale smoke --estimators grad_dot --out {run} "
+        "--set train.epochs=1000000000",
+        2,
+        ("estimate: ≈ ", "above --max-hours 2", "pass --yes"),
+    ),
+    "hessian-estimate-over-budget": Case(
+        "hessian digits-mlp --scale smoke --out {run} --set train.epochs=1000000000",
+        2,
+        ("estimate: ≈ ", "above --max-hours 2", "pass --yes"),
+    ),
     "value-out-of-range": Case(f"{RUN} --set damping=-1", 2, ("damping: Input should be greater",)),
     "unknown-key": Case(f"{RUN} --set train.no_such_key=1", 2, ("train.no_such_key: Extra",)),
     "override-without-value": Case(f"{RUN} --set train.epochs", 2, ("key.path=value",)),
