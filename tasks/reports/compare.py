@@ -273,7 +273,7 @@ def preset_notes(cfg: Any) -> tuple[str, tuple[str, ...]]:
     from pbrf.study.presets import PRESETS, load_preset
 
     preset = PRESETS.get(cfg.name)
-    if preset is None or not preset.notes:
+    if preset is None:
         return "", ()
     same = {"data.root": cfg.data.root, "device": cfg.device}
     for scale in preset.scale_names():
