@@ -68,8 +68,10 @@ def _imports(path: Path, module: str) -> set[str]:
                 target = f"{base}.{node.module}" if node.module else base
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{a.name}" for a in node.names)  # `from pkg import module`
+            subs = [f"{target}.{a.name}" for a in node.names]
+            found.update(subs)  # `from pkg import module` imports that module
+            if not all(_module_file(m) for m in subs):  # a name defined by the package itself
+                found.add(target)
     return {m for m in found if m.split(".")[0] in PACKAGES and not _orchestration(m)}
 
 

@@ -249,7 +249,8 @@ def test_shards_give_the_same_optima(tmp_path: Path):
 def test_report_shows_intervals_horizons_precision_and_the_papers_row(run):
     root, _ = run
     md = (root / "report/report.md").read_text()
-    for text in ("## Gaps (Table 5)", "| paper (Table 5) | mlp | mnist |", "PBRF (paper setting)", "## Horizons",
+    for text in ("## Gaps (Table 5)", "; paper: mlp on mnist (Table 5).", "| paper (Table 5) |",
+                 "PBRF (paper setting)", "## Horizons",
                  "## Precision", "## Convergence", "docs/method.md"):  # fmt: skip
         assert text in md, text
     metrics = json.loads((root / "report/metrics.json").read_text())
