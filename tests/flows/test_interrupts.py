@@ -165,8 +165,9 @@ def test_ctrl_c_exits_130_at_once_leaves_no_process_and_a_rerun_resumes(start, t
     server = wait_for("temporary server", lambda: server_of(again), again, 240)
     code, _, lines, table = ended(again, 600)
     assert code == 0, lines
-    rows = [row.split() for row in table.splitlines()]
-    states = {r[0]: r[1] for r in rows if len(r) > 1 and r[0] in plan.nodes}  # the node table
+    node_table = table.strip().split("\n\n")[0]  # the node table, before the summary's tables
+    rows = [row.split() for row in node_table.splitlines()]
+    states = {r[0]: r[1] for r in rows if len(r) > 1 and r[0] in plan.nodes}
     assert all(states[n] == "Cached" for n in done), (done, table)
     assert states["report"] == "Completed", table
     assert not alive(server) and not group(again.pid)
