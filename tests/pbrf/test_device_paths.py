@@ -70,6 +70,7 @@ def test_benchmark_budget_and_shards_fit_the_budget():
             assert mem.total(math.ceil(20 / (shards - 1))) > 0.6 * budget
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_device_check_fails_fast_with_one_line_without_cuda():
     env = {**os.environ, "PYTHON": sys.executable}

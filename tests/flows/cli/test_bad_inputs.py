@@ -435,6 +435,7 @@ def _readonly(dirs: list[Path], command: str, tmp_path: Path) -> tuple[int, str]
     return int((tmp_path / "code").read_text()), (tmp_path / "stderr").read_text()
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("var", ["PREFECT_HOME", "HOME"])
 def test_a_read_only_prefect_home_is_one_line_before_the_run_directory(
     var: str, tmp_path: Path
@@ -459,6 +460,7 @@ def test_a_read_only_prefect_home_is_one_line_before_the_run_directory(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_failing_run_exits_within_seconds_of_its_error_line(tmp_path: Path) -> None:
     """Prefect's queued logs are sent before the temporary server stops; left for exit, its log
     worker retried the stopped server for about 70 s (``--- Error logging to API ---``)."""

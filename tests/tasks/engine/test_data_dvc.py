@@ -26,6 +26,7 @@ def _sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return out
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(DVC is None or shutil.which("git") is None, reason="needs dvc and git")
 def test_fetched_data_matches_data_dvc_and_a_change_is_detected(tmp_path: Path) -> None:
     repo = tmp_path / "clone"
