@@ -30,7 +30,7 @@ must not be silently resampled.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -278,8 +278,32 @@ def bootstrap_correlation(
         return Interval(
             estimate, math.nan, math.nan, level, n, resamples, method, resamples, math.nan
         )
+    return _bca_interval(
+        lambda i, j: _batched_correlation(i, j, method),
+        (x, y),
+        estimate,
+        resamples,
+        level,
+        seed,
+        method,
+    )
+
+
+def _bca_interval(
+    stat: Callable[..., Tensor],
+    series: tuple[Tensor, ...],
+    estimate: float,
+    resamples: int,
+    level: float,
+    seed: int,
+    method: str,
+) -> Interval:
+    """BCa interval of ``stat`` over removals resampled together across ``series`` (each
+    ``(n,)``): replicates that draw every removal once equal ``estimate`` exactly; a NaN
+    replicate (a constant side) is excluded and counted in ``degenerate``."""
+    n = series[0].numel()
     idx, whole = _resample_rows(n, resamples, seed)
-    reps = _batched_correlation(x[idx], y[idx], method).masked_fill(whole, estimate)
+    reps = stat(*(t[idx] for t in series)).masked_fill(whole, estimate)
     ok = ~torch.isnan(reps)
     degenerate = int((~ok).sum())
     reps = reps[ok]
@@ -288,7 +312,7 @@ def bootstrap_correlation(
             estimate, math.nan, math.nan, level, n, resamples, method, degenerate, math.nan
         )
     loo = _loo_index(n)
-    accel = _acceleration(_batched_correlation(x[loo], y[loo], method))
+    accel = _acceleration(stat(*(t[loo] for t in series)))
     lo, hi = _bca_limits(torch.sort(reps).values, estimate, accel, level)
     se = float(reps.std(unbiased=True)) if reps.numel() > 1 else math.nan
     return Interval(estimate, lo, hi, level, n, resamples, method, degenerate, se)
@@ -341,17 +365,4 @@ def bootstrap_correlation_difference(
         return Interval(
             estimate, math.nan, math.nan, level, n, resamples, method, resamples, math.nan
         )
-    idx = bootstrap_indices(n, resamples, seed)
-    reps = diff(x[idx], y[idx], z[idx])
-    ok = ~torch.isnan(reps)
-    degenerate = int((~ok).sum())
-    reps = reps[ok]
-    if reps.numel() == 0:
-        return Interval(
-            estimate, math.nan, math.nan, level, n, resamples, method, degenerate, math.nan
-        )
-    loo = _loo_index(n)
-    accel = _acceleration(diff(x[loo], y[loo], z[loo]))
-    lo, hi = _bca_limits(torch.sort(reps).values, estimate, accel, level)
-    se = float(reps.std(unbiased=True)) if reps.numel() > 1 else math.nan
-    return Interval(estimate, lo, hi, level, n, resamples, method, degenerate, se)
+    return _bca_interval(diff, (x, y, z), estimate, resamples, level, seed, method)
