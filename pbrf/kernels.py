@@ -17,8 +17,9 @@ objective values ``(M,)`` of all M models. Kernels:
   equal for base training and the linearized PBRF, 1.3× for the PBRFs), except that the
   downweighted variants (cold, warm, proximal) of a large model
   (``d × batch ≥ LOOP_MIN_WORK``) ``loop`` (``mnist-mlp`` warm: 1.1× ``mlp``). Other models:
-  ``loop`` for a single model (base training) or a large one, else ``vmap`` (looping wins for
-  ``mnist-mlp``, d·b = 2.4e8, and loses for ``concrete-mlp``, d·b = 2.3e6).
+  ``loop`` for a single model (base training), a large one or a convolutional one, else ``vmap``
+  (looping wins for ``mnist-mlp``, d·b = 2.4e8, and for LeNet's convolutions, and loses for
+  ``concrete-mlp``, d·b = 2.3e6).
 
 What the fast objectives skip or reorder (mathematically the same objective):
 
@@ -78,10 +79,18 @@ def choose_kernel(
         if kernel == "mlp" and (problem is None or mlpkernel.mlp_shape(problem) is None):
             raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
         return kernel
-    large = d * (batch_size or n) >= LOOP_MIN_WORK
+    large = d * (batch_size or n) >= LOOP_MIN_WORK or has_conv(problem)
     if mlpkernel.AUTO and problem is not None and mlpkernel.mlp_shape(problem) is not None:
         return "loop" if large and models > 1 and variant in DOWNWEIGHTED else "mlp"
     return "loop" if models == 1 or large else "vmap"
+
+
+def has_conv(problem: Problem | None) -> bool:
+    """Whether the network has a parameter of more than two dimensions (a convolution's
+    kernel): ``vmap`` turns M models' convolutions into one grouped convolution, which a CPU
+    runs 1.5–1.8× slower than a loop of M plain ones (``mnist-lenet``, bench_row)."""
+    spec = None if problem is None else problem.spec
+    return spec is not None and any(len(s) > 2 for s in spec.shapes)
 
 
 def data_losses(problem: Problem, theta: Tensor, x: Tensor, t: Tensor) -> Tensor:

@@ -159,6 +159,11 @@ def test_choose_kernel():
     assert choose_kernel("auto", LOOP_MIN_WORK // 1000, None, 1000) == "loop"
     assert choose_kernel("auto", 10, 128, 1000, models=1) == "loop"  # base training
     assert choose_kernel("reference", 10**9, 128, 1000) == "reference"
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    conv_problem = Problem.from_module(conv, get_loss("cross_entropy"))
+    assert choose_kernel("auto", 10, 128, 1000, 20, conv_problem, "warm") == "loop"  # measured
+    mlp = Problem.from_module(torch.nn.Linear(3, 2), get_loss("cross_entropy"))
+    assert choose_kernel("auto", 10, 128, 1000, 20, mlp, "warm") == "vmap"
     with pytest.raises(ValueError, match="unknown kernel 'fast'"):
         choose_kernel("fast", 10, 1, 1)
     with pytest.raises(ValueError, match="resolve kernel='auto'"):
@@ -202,3 +207,29 @@ def test_lissa_in_place_recursion_is_the_plain_recursion():
         h = v + (1 - lam / sigma) * h - (h @ a) / sigma
     got = lissa(lambda w: w @ a, v, depth=depth, scale=sigma, damping=lam).x
     assert torch.equal(got, h / sigma)
+
+
+@pytest.mark.parametrize("variant", ["warm", "proximal", "pbrf"])
+def test_conv_loop_equals_reference(variant):
+    """A small convolutional network with max pooling (LeNet's layers), where ``auto`` loops:
+    momentum and weight decay, float64, the loop's optima equal the vmapped reference's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(27, 3),
+    ).double()  # fmt: skip
+    problem = Problem.from_module(net, get_loss("cross_entropy"), weight_decay=5e-4)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(N, 1, 8, 8, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (N,), generator=g)
+    train = TrainConfig(
+        optimizer={"name": "momentum", "lr": 0.05}, epochs=3, batch_size=8, weight_decay=5e-4
+    )
+    base = train_base(problem, flat_params(net), x, t, train, kernel="reference")
+    assert choose_kernel("auto", base.theta_s.numel(), 8, N, 3, problem, variant) == "loop"
+    kw = dict(train=train, damping=0.01, schedule=Schedule(3, 1.0))
+    ref = retrain(variant, problem, base, x, t, REMOVED, kernel="reference", **kw)
+    fast = retrain(variant, problem, base, x, t, REMOVED, kernel="auto", **kw)
+    assert ref.delta.abs().max() > 1e-3
+    torch.testing.assert_close(fast.delta, ref.delta, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(fast.checkpoints, ref.checkpoints, rtol=RTOL, atol=ATOL)
