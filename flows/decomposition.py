@@ -24,7 +24,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
-from flows.threads import configure_threads  # noqa: E402
+from flows.threads import configure_threads, study_parallel  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     cfg = params.config()
     config = cfg.model_dump(mode="json")
     plan = build_plan(config)
-    threads = configure_threads(parallel=len(cfg.retrain.variants) * cfg.retrain.shards + 1)
+    threads = configure_threads(parallel=study_parallel(cfg))
     out = params.out_dir()
     write_run_config(out, cfg)
     warm_up()

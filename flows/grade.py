@@ -27,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
-from flows.threads import configure_threads  # noqa: E402
+from flows.threads import configure_threads, study_parallel  # noqa: E402
 from pbrf.estimators import ESTIMATOR_NAMES  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET, load_preset  # noqa: E402
 
@@ -115,7 +115,7 @@ def grade(params: GradeParams = GradeParams()) -> dict[str, Any]:  # noqa: B008
         )
         return futures[node_id]
 
-    decomposition = len(cfg.retrain.variants) * cfg.retrain.shards + 1
+    decomposition = study_parallel(cfg)
     if params.isolate_costs:
         configure_threads(parallel=decomposition)  # as `pbrf run`: same bits, reusable nodes
         first = [submit(n.id) for n in plan if n.id not in later]

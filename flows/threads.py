@@ -20,9 +20,19 @@ def configure_threads(parallel: int = 1) -> int:
     """
     import torch
 
-    threads = threads_from_env() or max(1, (os.cpu_count() or 1) // (2 * max(1, parallel)))
+    threads = step_threads(parallel)
     torch.set_num_threads(threads)
     return threads
+
+
+def study_parallel(cfg) -> int:
+    """How many nodes of a study run at once at most: every variant's shards, plus one."""
+    return len(cfg.retrain.variants) * cfg.retrain.shards + 1
+
+
+def step_threads(parallel: int = 1) -> int:
+    """The thread count :func:`configure_threads` sets, without setting it."""
+    return threads_from_env() or max(1, (os.cpu_count() or 1) // (2 * max(1, parallel)))
 
 
 def threads_from_env() -> int | None:

@@ -125,11 +125,12 @@ def print_recomputed(nodes: dict) -> None:
 def check_budget(cfg, max_hours: float, yes: bool):
     """The run's estimate (:mod:`tasks.engine.forecast`); above ``max_hours`` it stops, before anything
     is created, unless ``yes`` (exit 2 naming both flags)."""
+    from flows.threads import step_threads, study_parallel
     from tasks.engine.forecast import forecast
 
     if not math.isfinite(max_hours) or max_hours <= 0:
         raise ConfigError(f"--max-hours must be a positive number of hours, got {max_hours}")
-    fc = forecast(cfg)
+    fc = forecast(cfg, threads=step_threads(study_parallel(cfg)))
     if fc.seconds > max_hours * 3600 and not yes:
         raise ConfigError(
             f"{fc.line()}: above --max-hours {max_hours:g}; pass --yes to run it anyway, "

@@ -52,3 +52,21 @@ def test_the_line_names_time_work_and_memory():
         "here), peak memory ≈ 3 GiB"
     )
     assert fc.short() == "≈ 1 h of training, peak ≈ 3 GiB"
+
+
+def test_the_step_is_timed_with_the_run_steps_threads_and_the_count_is_restored(monkeypatch):
+    import torch
+
+    from tasks.engine.forecast import step_seconds
+
+    cfg = load_preset("digits-mlp", {}, "smoke")
+    before, seen, real = torch.get_num_threads(), [], torch.autograd.grad
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    step_seconds(cfg, 16, threads=1)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
