@@ -26,9 +26,12 @@ Run ``python benchmarks/bench_row.py [--preset mnist-mlp] [--scale paper|smoke] 
    ``torch.utils.flop_counter`` and its rate is given as a share of the matmul, with the time one
    LiSSA solve of the preset's depth × repeats would take.
 
-A retraining run also evaluates its objective over the whole data set three times (start, 90 %,
-end: the convergence check), which a K/2-epoch run amortizes but a 1-epoch timing does not; time
-two or more epochs (``--epochs``, default 2) for rates close to a long run's.
+A retraining run also evaluates its objective over one fixed pass of the data at its start, after
+90 % of its epochs and at its end (the convergence check). A K/2-epoch run amortizes those passes
+(under 1 % of its time at K = 200), a 1-epoch timing does not: the rates are of the training
+epochs alone (``retrain(checks=False)``, the same optima), and the ``checks s`` column gives, for
+the last kernel, the seconds the three passes add to one run (timed as the difference of a run
+with them); the extrapolation counts them once per variant.
 
 The matmul is measured again just before and after each timed computation, and each row's
 ratio is to the mean of those two (the load of a shared machine changes over a run).
@@ -252,8 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     removed = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m, None]
     for v in variants:
         for kernel in kernels:
+            last = kernel == kernels[-1]
             rows.append(
-                time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device)
+                time_variant(
+                    v, kernel, problem, base, ds, removed, train, cfg, shards, device, last
+                )
             )
     print_table(rows, args.epochs, n, fpe)
     print_gnh(problem, base.theta_s, ds, cfg, m, device)
@@ -264,14 +270,18 @@ class Row(NamedTuple):
     label: str
     kernel: str
     models: int
-    seconds: float  # for args.epochs epochs
+    seconds: float  # for args.epochs epochs, without the convergence check
     peak_mem: str
     delta: torch.Tensor  # (models, d) parameters reached, minus the start
     matmul: float  # GFLOP/s of the matmul measured just before and after (their mean)
+    checks: float | None = None  # seconds the convergence check adds to one run (all shards)
 
 
-def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, device) -> Row:
-    """One variant's retraining of all M removals, shard after shard, with ``kernel``."""
+def time_variant(
+    v, kernel, problem, base, ds, removed, train, cfg, shards, device, checks=False
+) -> Row:
+    """One variant's retraining of all M removals, shard after shard, with ``kernel``, timed
+    without the convergence check; with ``checks``, also the seconds the check adds."""
     m, n, epochs = removed.shape[0], ds.n_train, train.epochs
     run = base if v == "cold" else BaseRun(base.theta_s, base.theta_s, base.orders, base.epoch_loss)
     schedule = Schedule(max(1, epochs // 2) if v == "cold" else epochs, 1.0)
@@ -290,42 +300,49 @@ def time_variant(v, kernel, problem, base, ds, removed, train, cfg, shards, devi
         kernel=kernel,
     )
     dtype = base.theta_s.dtype
+
+    def run_shards(with_checks: bool) -> tuple[float, list, list]:
+        seconds, peaks, deltas = 0.0, [], []
+        for part in torch.tensor_split(removed, shards):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            dt, res = timed(
+                lambda part=part: retrain(
+                    v,
+                    problem,
+                    run,
+                    ds.x_train,
+                    ds.t_train,
+                    part.to(device),
+                    train=train,
+                    damping=cfg.damping,
+                    schedule=schedule,
+                    kernel=kernel,
+                    checks=with_checks,
+                ),
+                device,
+            )
+            seconds += dt
+            deltas.append(res.delta)
+            if device.type == "cuda":
+                peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
+        return seconds, peaks, deltas
+
     before = matmul_gflops(device, dtype)
-    seconds, peaks, deltas = 0.0, [], []
-    for part in torch.tensor_split(removed, shards):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        dt, res = timed(
-            lambda part=part: retrain(
-                v,
-                problem,
-                run,
-                ds.x_train,
-                ds.t_train,
-                part.to(device),
-                train=train,
-                damping=cfg.damping,
-                schedule=schedule,
-                kernel=kernel,
-            ),
-            device,
-        )
-        seconds += dt
-        deltas.append(res.delta)
-        if device.type == "cuda":
-            peaks.append(torch.cuda.max_memory_allocated(device) / GiB)
+    seconds, peaks, deltas = run_shards(False)
+    mm = (before + matmul_gflops(device, dtype)) / 2
+    check_s = max(0.0, run_shards(True)[0] - seconds) if checks else None
     total = epochs + (schedule.epochs if v == "cold" else 0)
     peak_txt = " ".join(f"{p:.2f}" for p in peaks) + " GiB" if peaks else "n/a (cpu)"
-    mm = (before + matmul_gflops(device, dtype)) / 2
-    return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas), mm)
+    return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas), mm, check_s)
 
 
 def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
     print()
     print(
         f"{'computation':17s} {'kernel':>9s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
-        f"{'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s}  "
-        "peak memory (per shard)"
+        f"{'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s} "
+        f"{'checks s':>9s}  peak memory (per shard)"
     )
     first: dict[str, torch.Tensor] = {}
     for r in rows:
@@ -336,8 +353,8 @@ def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
         diff = float((r.delta - ref).abs().max())
         print(
             f"{r.label:17s} {r.kernel:>9s} {r.models:6d} {per_epoch:9.3f} {rate:11.3f} "
-            f"{achieved:9.2f} {r.matmul:8.1f} {achieved / r.matmul:9.1%} {diff:13.2e}  "
-            f"{r.peak_mem}"
+            f"{achieved:9.2f} {r.matmul:8.1f} {achieved / r.matmul:9.1%} {diff:13.2e} "
+            f"{'—' if r.checks is None else f'{r.checks:.2f}':>9s}  {r.peak_mem}"
         )
 
 
@@ -379,6 +396,7 @@ def extrapolate(
     rows: list[Row], kernel: str, epochs: int, cfg, m: int, n: int, full_n: int
 ) -> None:
     rates = {r.label: r.seconds / epochs / r.models for r in rows if r.kernel == kernel}
+    checks = sum(r.checks or 0.0 for r in rows if r.kernel == kernel)
     k = cfg.train.epochs
     half = max(1, round(k * cfg.retrain.epochs_fraction))
     warm = rates.get("warm")
@@ -388,7 +406,7 @@ def extrapolate(
     per = {v: rates.get(v, warm) for v in lengths}
     per |= {v: rates.get(v, rates.get("pbrf", warm)) for v in ("pbrf", "linearized_pbrf")}
     lengths |= {"pbrf": half, "linearized_pbrf": half}
-    total = rates["base"] * k + sum(m * lengths[v] * per[v] for v in lengths)
+    total = rates["base"] * k + sum(m * lengths[v] * per[v] for v in lengths) + checks
     print(
         f"\nwhole row with kernel {kernel} (K = {k}, M = {m}, PBRF length taken as K/2) with "
         f"N = {n}: ≈ {total / 3600:.2f} h of training on this device before curvature, influence "

@@ -346,11 +346,14 @@ def retrain(
     epsilon: float | None = None,
     progress: Progress | None = None,
     kernel: str = "auto",
+    checks: bool = True,
 ) -> Response:
     """Optima of ``variant`` for each of the M removal sets in ``removed (M, k)``, all at once.
 
     ``kernel`` picks the training step of :mod:`pbrf.kernels` (``reference``, ``vmap``, ``loop``
-    or ``auto``); every kernel gives the same optima up to rounding.
+    or ``auto``); every kernel gives the same optima up to rounding. ``checks=False`` skips the
+    convergence check (``Response.checkpoints`` is then ``None``; the optima are unchanged): a
+    benchmark times the training epochs alone with it.
 
     ``epsilon`` defaults to 1/N (removal). Cold start replays ``base.orders`` for its first K
     epochs, then continues with epochs K.. of the same seed; the others start from θˢ on those
@@ -359,7 +362,7 @@ def retrain(
     if variant == "two_stage":
         return _two_stage(
             problem, base, x, t, removed, train=train, damping=damping, schedule=schedule,
-            epsilon=epsilon, progress=progress, kernel=kernel,
+            epsilon=epsilon, progress=progress, kernel=kernel, checks=checks,
         )  # fmt: skip
     n = x.shape[0]
     eps = 1.0 / n if epsilon is None else epsilon
@@ -397,7 +400,7 @@ def retrain(
         orders, first = cont, k
     settings = sgd_settings(train, schedule.lr_factor)
     done = len(orders) - extra  # epochs before the ones run from θˢ (cold: the K replayed)
-    monitor = (done, done + (9 * extra) // 10, done + extra)
+    monitor = (done, done + (9 * extra) // 10, done + extra) if checks else ()
     kernel = choose_kernel(kernel, anchor.numel(), settings.batch_size, n, m, problem, variant)
     res: TrainResult = train_stacked(
         make_stepper(variant, problem, anchor, eps, damping, kernel, objective),
@@ -415,7 +418,7 @@ def retrain(
         progress=progress,
         monitor=monitor,
     )
-    checkpoints = torch.stack([res.monitored[c] for c in monitor])
+    checkpoints = torch.stack([res.monitored[c] for c in monitor]) if checks else None
     return Response(
         relative_to_theta_s(res.theta),
         res.epoch_loss,
@@ -443,6 +446,7 @@ def _two_stage(
     epsilon: float | None,
     progress: Progress | None,
     kernel: str,
+    checks: bool = True,
 ) -> Response:
     """Two-stage LOO (Appendix F.2): M warm-started removals and one full-data run (ε = 0 via a
     removal row that matches no example), trained as one vectorized run on the same batches;
@@ -451,7 +455,7 @@ def _two_stage(
     full = torch.full((1, removed.shape[1]), NO_REMOVAL, dtype=removed.dtype, device=removed.device)
     res = retrain(
         "warm", problem, base, x, t, torch.cat([removed, full]), train=train, damping=damping,
-        schedule=schedule, epsilon=epsilon, progress=progress, kernel=kernel,
+        schedule=schedule, epsilon=epsilon, progress=progress, kernel=kernel, checks=checks,
     )  # fmt: skip
     return Response(
         res.delta[:m] - res.delta[m:],

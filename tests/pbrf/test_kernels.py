@@ -233,3 +233,14 @@ def test_conv_loop_equals_reference(variant):
     assert ref.delta.abs().max() > 1e-3
     torch.testing.assert_close(fast.delta, ref.delta, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(fast.checkpoints, ref.checkpoints, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("variant", ["cold", "pbrf", "two_stage"])
+def test_skipping_the_convergence_check_leaves_the_optima_unchanged(setup, variant):
+    problem, _, x, t, base = setup
+    kw = dict(train=_train("momentum"), damping=0.01, schedule=Schedule(3, 1.0), kernel="loop")
+    with_checks = retrain(variant, problem, base, x, t, REMOVED, **kw)
+    without = retrain(variant, problem, base, x, t, REMOVED, checks=False, **kw)
+    assert with_checks.checkpoints is not None and without.checkpoints is None
+    assert torch.equal(with_checks.delta, without.delta)
+    assert torch.equal(with_checks.epoch_loss, without.epoch_loss)
