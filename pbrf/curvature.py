@@ -42,27 +42,37 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
-    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean): by explicit batched
-    matrix products for an MLP when ``pbrf.mlpkernel.AUTO`` is set, else
-    :func:`autodiff_gnh_chunk`."""
+def gnh_chunk(
+    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor, scale: float = 1.0
+) -> Tensor:
+    """``scale · Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean): by explicit
+    batched matrix products for an MLP when ``pbrf.mlpkernel.AUTO`` is set, else
+    :func:`autodiff_gnh_chunk`. ``scale`` (e.g. 1/|B|) multiplies the output-space products
+    ``H_i J_i V``, sparing a pass over the ``(k, d)`` result."""
     shape = mlpkernel.mlp_shape(problem) if mlpkernel.AUTO else None
     if shape is not None and v.dim() == 2 and theta.dim() == 1:
         with torch.no_grad():
-            return mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v)
-    return autodiff_gnh_chunk(problem, theta, x, t, v)
+            return mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v, scale)
+    return autodiff_gnh_chunk(problem, theta, x, t, v, scale)
 
 
-def autodiff_gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor) -> Tensor:
-    """``Σ_i J_iᵀ H_i J_i V`` over one chunk of examples by ``jvp``/``vjp`` (any network).
+def autodiff_gnh_chunk(
+    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor, scale: float = 1.0
+) -> Tensor:
+    """``scale · Σ_i J_iᵀ H_i J_i V`` over one chunk of examples by ``jvp``/``vjp`` (any network).
 
     One forward pass at θ is shared by the k products (``vmap`` over the vectors only). When the
     problem has ``f_params``, the products run on one tensor per parameter and the k results
     are written into one ``(k, d)`` array (no flat gather of k parameter-sized gradients)."""
+
+    def hvp(ys: Tensor, dyi: Tensor) -> Tensor:
+        out = problem.loss.output_hvp(ys, t, dyi)
+        return out * scale if scale != 1.0 else out
+
     if problem.f_params is None or problem.spec is None:
         ys, pullback = vjp(lambda th: problem.f(th, x), theta)
         dy = vmap(lambda vi: jvp(lambda th: problem.f(th, x), (theta,), (vi,))[1])(v)
-        hdy = vmap(lambda dyi: problem.loss.output_hvp(ys, t, dyi))(dy)
+        hdy = vmap(lambda dyi: hvp(ys, dyi))(dy)
         return vmap(lambda c: pullback(c)[0])(hdy)
     spec, f_params = problem.spec, problem.f_params
 
@@ -72,7 +82,7 @@ def autodiff_gnh_chunk(problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v:
     params = spec.unflatten(theta)
     ys, pullback = vjp(f, params)
     dy = vmap(lambda vi: jvp(f, (params,), (vi,))[1])(spec.unflatten(v))
-    hdy = vmap(lambda dyi: problem.loss.output_hvp(ys, t, dyi))(dy)
+    hdy = vmap(lambda dyi: hvp(ys, dyi))(dy)
     grads = vmap(lambda c: pullback(c)[0])(hdy)
     out = torch.empty_like(v)
     for name, piece in spec.unflatten(out).items():

@@ -296,12 +296,15 @@ class LinearizedStepper:
         return self._c
 
     def _parts(self, theta: Tensor, b: Batch, rx: Tensor, rt: Tensor) -> tuple[Tensor, Tensor]:
+        """``(G_B δ, c)`` with ``G_B = (1/|B|) Σ_i J_iᵀ H_i J_i`` (the 1/|B| enters the small
+        output-space products, not the ``(M, d)`` result)."""
+        scale = 1.0 / b.size
         with torch.no_grad():
             if self.shape is not None:
                 loss = self.problem.loss
-                gq = mlpkernel.gnh_chunk(self.shape, loss, self.anchor, b.x, b.t, theta)
-                return gq.div_(b.size), self._removed_grad(rx, rt)
-            gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta).div_(b.size)
+                gq = mlpkernel.gnh_chunk(self.shape, loss, self.anchor, b.x, b.t, theta, scale)
+            else:
+                gq = gnh_chunk(self.problem, self.anchor, b.x, b.t, theta, scale)
         return gq, self._removed_grad(rx, rt)
 
     def _values(self, theta: Tensor, quad: Tensor, c: Tensor) -> Tensor:
@@ -311,12 +314,14 @@ class LinearizedStepper:
     def grad_and_value(
         self, theta: Tensor, b: Batch, w: Tensor, rx: Tensor, rt: Tensor
     ) -> tuple[Tensor, Tensor]:
+        """``g = G_B δ − ε c + λ δ`` and the value ``½ δ·G_B δ − ε c·δ + ½ λ δ·δ``, computed as
+        ``½ δ·g − ½ ε c·δ`` (two row products over ``(M, d)`` instead of three)."""
         gq, c = self._parts(theta, b, rx, rt)
-        values = self._values(theta, 0.5 * _rowdot(theta, gq), c)
         lam = self.damping + self.problem.weight_decay
         grads = gq.sub_(c, alpha=self.epsilon)
         if lam:
             grads = grads.add_(theta, alpha=lam)
+        values = 0.5 * (_rowdot(theta, grads) - self.epsilon * _rowdot(c, theta))
         return grads, values
 
     def _quad(self, theta: Tensor, b: Batch) -> Tensor:

@@ -170,13 +170,22 @@ def vjp_single(
 
 
 def gnh_chunk(
-    shape: MLPShape, loss: OutputLoss, theta: Tensor, x: Tensor, t: Tensor, v: Tensor
+    shape: MLPShape,
+    loss: OutputLoss,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    scale: float = 1.0,
 ) -> Tensor:
-    """``Σ_i J_iᵀ H_i J_i V`` for ``V (R, d)`` over the examples ``x (n, ...)`` (a sum)."""
+    """``scale · Σ_i J_iᵀ H_i J_i V`` for ``V (R, d)`` over the examples ``x (n, ...)`` (a sum;
+    ``scale`` multiplies the small output-space products, not the ``(R, d)`` result)."""
     layers = shape.split(theta)
     ys, acts = single_forward(shape, layers, x.reshape(x.shape[0], -1))
     dy = jvp_single(shape, layers, acts, shape.split(v))
     hdy = loss.output_hvp(ys, t, dy)
+    if scale != 1.0:
+        hdy = hdy.mul_(scale)
     return vjp_single(shape, layers, acts, hdy, torch.empty_like(v))
 
 

@@ -153,6 +153,13 @@ def test_gnh_products_equal_autodiff_and_dense(loss, activation, monkeypatch):
     torch.testing.assert_close(got, v @ dense, rtol=RTOL, atol=ATOL)
     quad = mlpkernel.quad_values(shape, problem.loss, theta, x[:10], t[:10], v)
     torch.testing.assert_close(quad, 0.5 * ((v @ dense) * v).sum(1), rtol=RTOL, atol=ATOL)
+    # a scale applied to the output-space products scales the result
+    scaled = (v @ dense) / 10
+    for product in (
+        mlpkernel.gnh_chunk(shape, problem.loss, theta, x[:10], t[:10], v, 0.1),
+        autodiff_gnh_chunk(problem, theta, x[:10], t[:10], v, 0.1),
+    ):
+        torch.testing.assert_close(product, scaled, rtol=RTOL, atol=ATOL)
 
 
 def test_kernel_choice(monkeypatch):
