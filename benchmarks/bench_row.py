@@ -36,9 +36,11 @@ with them); the extrapolation counts them once per variant.
 The matmul is measured again just before and after each timed computation, and each row's
 ratio is to the mean of those two (the load of a shared machine changes over a run).
 Per row it prints seconds, **model-epochs/s** (models × epochs ÷ seconds), the achieved
-GFLOP/s — model-epochs/s × N × the forward+backward FLOPs of one example counted by
-``torch.utils.flop_counter`` (a lower bound for the PBRF variants, whose objectives add a forward
-pass, and for the linearized PBRF's jvp) — and its **ratio** to the matmul throughput. Last, an
+GFLOP/s — model-epochs/s × N × the FLOPs one model spends per example in that computation's
+step (``MFLOP/ex``, counted by ``torch.utils.flop_counter``: forward + backward for base
+training and the Eq. 2 variants; the PBRF adds the removed example's rows and a forward pass at
+θˢ, the linearized PBRF is a jvp + vjp, about 1.25× a training step's FLOPs for an MLP) — and
+its **ratio** to the matmul throughput. Last, an
 extrapolation to the whole row at this scale (base K epochs; cold K + K/2, four variants K/2 —
 the matched PBRF's length is unknown before the curvature step and is taken as K/2 here).
 Nothing is asserted; on a loaded CPU pass ``--threads 1`` and read the load average printed.
@@ -59,13 +61,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from pbrf import mlpkernel
 from pbrf.curvature import autodiff_gnh_chunk
 from pbrf.data import DataFilesMissingError, Dataset, load_dataset
-from pbrf.kernels import check_kernel, choose_kernel
+from pbrf.kernels import check_kernel, choose_kernel, make_stepper
 from pbrf.losses import get_loss
 from pbrf.mlpkernel import mlp_shape
 from pbrf.models import build_from_options
+from pbrf.objectives import Batch, removal_weights
 from pbrf.params import flat_params
 from pbrf.problem import Problem
-from pbrf.responses import BaseRun, Schedule, retrain, train_base
+from pbrf.responses import BaseRun, Schedule, retrain, train_base, variant_objective
 from pbrf.study.memory import GiB, retrain_memory, shards_for
 from pbrf.study.presets import load_preset
 
@@ -129,6 +132,28 @@ def flops_per_example(problem: Problem, theta: torch.Tensor, x: torch.Tensor, t:
         loss = problem.example_losses(th, x[:b], t[:b]).sum()
         loss.backward()
     return counter.get_total_flops() / b
+
+
+def step_flops_per_example(v, kernel, problem, base, ds, removed, cfg) -> float:
+    """FLOPs per model and example of one training step of variant ``v`` with ``kernel`` (M
+    models on one batch, counted by ``torch.utils.flop_counter``): the work the step executes,
+    e.g. the PBRF's extra forward rows and the linearized PBRF's jvp + vjp."""
+    n, m = ds.n_train, removed.shape[0]
+    b = min(n, cfg.train.batch_size or n)
+    anchor = base.theta0 if v == "cold" else base.theta_s
+    obj, mask, prepare = variant_objective(v, problem, anchor, 1.0 / n, cfg.damping)
+    resolved = choose_kernel(kernel, anchor.numel(), b, n, m, problem, v)
+    stepper = make_stepper(v, problem, anchor, 1.0 / n, cfg.damping, resolved, obj)
+    idx = torch.arange(b, device=anchor.device)
+    batch = Batch(ds.x_train[idx], ds.t_train[idx], b)
+    batch = prepare(batch) if prepare is not None else batch
+    w = removal_weights(idx, removed, n, 1.0 / n) if mask else torch.ones(m, b)
+    w = w.to(anchor)
+    rx, rt = ds.x_train[removed], ds.t_train[removed]
+    delta = torch.zeros(m, anchor.numel(), dtype=anchor.dtype, device=anchor.device)
+    with FlopCounterMode(display=False) as counter:
+        stepper.grad_and_value(delta, batch, w, rx, rt)
+    return counter.get_total_flops() / (m * b)
 
 
 def budget_bytes(device: torch.device, gb: float | None) -> float:
@@ -261,7 +286,11 @@ def main(argv: list[str] | None = None) -> None:
                     v, kernel, problem, base, ds, removed, train, cfg, shards, device, last
                 )
             )
-    print_table(rows, args.epochs, n, fpe)
+    work = {"base": fpe} | {
+        v: step_flops_per_example(v, kernels[-1], problem, base, ds, removed.to(device), cfg)
+        for v in variants
+    }
+    print_table(rows, args.epochs, n, work)
     print_gnh(problem, base.theta_s, ds, cfg, m, device)
     extrapolate(rows, kernels[-1], args.epochs, cfg, m, n, full_n)
 
@@ -337,22 +366,27 @@ def time_variant(
     return Row(v, kernel, m, seconds / total * epochs, peak_txt, torch.cat(deltas), mm, check_s)
 
 
-def print_table(rows: list[Row], epochs: int, n: int, fpe: float) -> None:
+def print_table(rows: list[Row], epochs: int, n: int, work: dict[str, float]) -> None:
+    """One line per computation and kernel; GFLOP/s counts the FLOPs per model and example of
+    the computation's step (``work``, the same for every kernel of a row, so kernels compare
+    by time)."""
     print()
     print(
-        f"{'computation':17s} {'kernel':>9s} {'models':>6s} {'s/epoch':>9s} {'model-ep/s':>11s} "
-        f"{'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s} "
+        f"{'computation':17s} {'kernel':>9s} {'models':>6s} {'MFLOP/ex':>9s} {'s/epoch':>9s} "
+        f"{'model-ep/s':>11s} {'GFLOP/s':>9s} {'matmul':>8s} {'÷ matmul':>9s} {'max |Δ−Δref|':>13s} "
         f"{'checks s':>9s}  peak memory (per shard)"
     )
     first: dict[str, torch.Tensor] = {}
     for r in rows:
         per_epoch = r.seconds / epochs
         rate = r.models / per_epoch
+        fpe = work[r.label]
         achieved = rate * n * fpe / 1e9
         ref = first.setdefault(r.label, r.delta)
         diff = float((r.delta - ref).abs().max())
         print(
-            f"{r.label:17s} {r.kernel:>9s} {r.models:6d} {per_epoch:9.3f} {rate:11.3f} "
+            f"{r.label:17s} {r.kernel:>9s} {r.models:6d} {fpe / 1e6:9.3g} {per_epoch:9.3f} "
+            f"{rate:11.3f} "
             f"{achieved:9.2f} {r.matmul:8.1f} {achieved / r.matmul:9.1%} {diff:13.2e} "
             f"{'—' if r.checks is None else f'{r.checks:.2f}':>9s}  {r.peak_mem}"
         )
