@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument(
         "--check", action="store_true", help="exit 1 unless the run reproduces every stated number"
     )
+    rd.add_argument(
+        "--summary",
+        action="store_true",
+        help="write (or --check) the block 'summary': one line per run, the paper's two findings",
+    )
     _add_debug(rd)
     rd.set_defaults(func=_lazy("flows.cli.readme", "cmd_readme"))
 

@@ -34,11 +34,31 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
     if args.name and len(args.run) > 1:
         raise ConfigError("--name names one block: give one run with it")
+    if args.summary and args.name:
+        raise ConfigError("--summary writes the block 'summary': drop --name")
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"{path} not found")
     text = path.read_text(encoding="utf-8")
     failed = False
+    if args.summary:
+        rows = []
+        for run in map(Path, args.run):
+            cfg = read_run_config(run)
+            rows.append(readme.summary_row(Results.read(run, cfg), run_facts(run, cfg)))
+        try:
+            if args.check:
+                for p in (problems := readme.check_summary(text, rows)):
+                    print(f"pbrf: {path} [summary]: {p}", file=sys.stderr)
+                if not problems:
+                    print(f"{path}: every line of block 'summary' is reproduced by the runs")
+                return 1 if problems else 0
+            text = readme.replace(text, readme.SUMMARY, readme.render_summary(rows))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        write_text(path, text)
+        print(f"{path}: block 'summary' written from {len(rows)} run(s)")
+        return 0
     for run in map(Path, args.run):
         cfg = read_run_config(run)
         res = Results.read(run, cfg)

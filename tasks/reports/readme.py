@@ -136,10 +136,23 @@ def _gap_row(r: Any, paper: dict | None, paper_col: bool, added: bool = False) -
     return row + (f" {fmt(paper.get('mean'))} ± {fmt(paper.get('std'))} |" if paper else " — |")
 
 
-def _findings(res: Results, paper: dict, paper_corr: dict) -> list[str]:
-    """The paper's two findings, ours (paper-setting PBRF) beside the paper's."""
+@dataclass(frozen=True)
+class Findings:
+    """The paper's two findings for one run, ours beside the paper's."""
+
+    share: float  # the first three gaps' share of the five (nan without all five)
+    matched: bool  # the share is of the matched-PBRF chain (no paper-setting linearized PBRF)
+    paper_share: float
+    difference: Interval | None  # Spearman(IF, PBRF) − Spearman(IF, LOO)
+    paper_difference: str  # formatted, "—" when the paper has no such pair
+
+
+def findings(res: Results) -> Findings:
     from tasks.reports.compare import first_three_share
 
+    model, dataset, _ = paper_row(res.cfg)
+    paper = paper_gaps(model, dataset, gap_table(res.cfg)) if dataset else {}
+    paper_corr = paper_table2(model, dataset, res.cfg.influence.curvature)[1]
     means = {r.gap: float(r.mean) for r in res.gaps.itertuples(index=False)}
     like = {g: means[p] for g, p in PAPER_SETTING_GAPS.items() if p in means}
     matched = len(like) < 5  # no paper-setting linearized PBRF: the matched chain instead
@@ -148,18 +161,94 @@ def _findings(res: Results, paper: dict, paper_corr: dict) -> list[str]:
     share = first_three_share(like, res.output_scale()) if len(like) == 5 else float("nan")
     paper_means = {g: v["mean"] for g, v in paper.items() if "mean" in v}
     paper_share = first_three_share(paper_means) if paper_means else float("nan")
+    p = paper_corr.get("pbrf", {}).get("spearman"), paper_corr.get("cold", {}).get("spearman")
+    paper_diff = fmt(p[0] - p[1], ".2f") if None not in p else "—"
+    return Findings(share, matched, paper_share, spearman_difference(res), paper_diff)
+
+
+def _findings(res: Results, paper: dict, paper_corr: dict) -> list[str]:
+    """The paper's two findings, ours (paper-setting PBRF) beside the paper's."""
+    f = findings(res)
     lines = [
         "| finding | ours [95 % CI] | paper |",
         "|---|---|---|",
-        f"| share of the first three gaps{' (matched PBRF)' if matched else ''} "
-        f"| {fmt(share, '.1%')} | {fmt(paper_share, '.1%')} |",
+        f"| share of the first three gaps{' (matched PBRF)' if f.matched else ''} "
+        f"| {fmt(f.share, '.1%')} | {fmt(f.paper_share, '.1%')} |",
     ]
-    iv = spearman_difference(res)
+    iv = f.difference
     if iv is not None:
-        p = paper_corr.get("pbrf", {}).get("spearman"), paper_corr.get("cold", {}).get("spearman")
-        paper_diff = fmt(p[0] - p[1], ".2f") if None not in p else "—"
-        lines.append(f"| {DIFF_ROW} | {corr_cell(iv.estimate, iv.low, iv.high)} | {paper_diff} |")
+        lines.append(
+            f"| {DIFF_ROW} | {corr_cell(iv.estimate, iv.low, iv.high)} | {f.paper_difference} |"
+        )
     return lines
+
+
+SUMMARY = "summary"
+
+
+def summary_row(res: Results, facts: RunFacts) -> str:
+    """One run's line of the reproduction summary (:func:`render_summary`)."""
+    cfg, f = res.cfg, findings(res)
+    corr = {r.reference: r for r in res.correlations.itertuples(index=False)}
+    pbrf = next((v for v in ("pbrf_paper", "pbrf") if v in corr), None)
+
+    def spearman(ref: str | None) -> str:
+        r = corr.get(ref) if ref else None
+        return "n/a" if r is None else corr_cell(r.spearman, r.spearman_low, r.spearman_high)
+
+    iv = f.difference
+    diff = "n/a" if iv is None else corr_cell(iv.estimate, iv.low, iv.high)
+    scale = facts.scale or "overrides"
+    return (
+        f"| `{cfg.name}` | {scale}; {cfg.data.name}, N = {cfg.data.sizes().train}, "
+        f"M = {cfg.select.num_removals} | {fmt(f.share, '.1%')}{' (matched)' if f.matched else ''}"
+        f" / {fmt(f.paper_share, '.1%')} | {spearman('cold')} | {spearman(pbrf)} | "
+        f"{diff} / {f.paper_difference} | {_duration(facts.seconds)} |"
+    )
+
+
+def render_summary(rows: list[str]) -> str:
+    """The reproduction summary: one line per measured row (markers included)."""
+    start, end = _markers(SUMMARY)
+    return "\n".join(
+        [
+            start,
+            "| row | scale; data, N, M | first three gaps' share: ours / paper "
+            "| Spearman(IF, LOO) [95 % CI] | Spearman(IF, PBRF paper setting) [95 % CI] "
+            "| difference: ours [95 % CI] / paper | compute |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            end,
+        ]
+    )
+
+
+def _numbers(row: str) -> str:
+    """A summary line without its last cell (the compute time)."""
+    return row.rstrip(" |").rsplit(" | ", 1)[0]
+
+
+def check_summary(text: str, rows: list[str]) -> list[str]:
+    """Where the summary block differs from the rows the runs give (it states no number of its
+    own: each is a reading of a run's tables, so they must match exactly; the last cell, the
+    compute time, is not compared: it differs between runs of the same code)."""
+    start, end = _markers(SUMMARY)
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < 0:
+        raise ValueError(f"no block {start} … {end} in the file")
+    stated = {
+        line.split(" | ")[0]: line for line in text[i:j].splitlines() if line.startswith("| `")
+    }
+    problems = []
+    for row in rows:
+        key = row.split(" | ")[0]
+        if key not in stated:
+            problems.append(f"summary: no line for {key.strip('| ')}")
+        elif _numbers(stated[key]) != _numbers(row):
+            problems.append(
+                f"summary: {key.strip('| ')} states\n  {stated[key]}\nthe run gives\n  {row}"
+            )
+    return problems
 
 
 def replace(text: str, name: str, block: str) -> str:

@@ -106,3 +106,17 @@ def test_reproduction_block_pairs_the_paper_setting_and_states_the_findings(
     assert main(["readme", str(run), str(run), "--file", str(doc), "--check"]) == 0
     assert main(["readme", str(run), str(run), "--name", "y", "--file", str(doc)]) == 2
     capsys.readouterr()
+    # the summary: one line per run, the findings read from the same tables, checked exactly
+    row = readme.summary_row(res, facts)
+    f = readme.findings(res)
+    assert row.startswith(f"| `{cfg.name}` | smoke; digits, N = ") and "1.5 min" in row
+    assert f"{f.share:.1%}" in row and f"[{f.difference.low:.2f}, " in row
+    doc.write_text("<!-- results:summary:start -->\n<!-- results:summary:end -->\n")
+    assert main(["readme", "--summary", str(run), "--file", str(doc)]) == 0
+    written = doc.read_text(encoding="utf-8")
+    assert written.count(f"| `{cfg.name}` |") == 1 and "first three gaps' share" in written
+    assert main(["readme", "--summary", str(run), "--file", str(doc), "--check"]) == 0
+    doc.write_text(written.replace(f"{f.share:.1%}", "12.3%"))
+    assert main(["readme", "--summary", str(run), "--file", str(doc), "--check"]) == 1
+    assert "summary: " in capsys.readouterr().err
+    assert main(["readme", "--summary", str(run), "--name", "y", "--file", str(doc)]) == 2
