@@ -97,7 +97,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     publish_studies(out, cfg, plan, scope=scope)
     result = {"out": os.fspath(out), "config": config, "nodes": nodes}
     result["flow_run_id"] = str(flow_run.id) if flow_run.id else None
-    env = {**environment(cfg.device), "threads": threads}
+    env = {**environment(cfg.device, cfg.kernel), "threads": threads}
     return record_run(  # with drift_check: the final state says whether anything drifted
         out,
         cfg,

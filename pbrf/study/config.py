@@ -302,6 +302,11 @@ class StudyConfig(_Strict):
         "float64", description="precision of test losses and output distances"
     )
     device: str = Field("cpu", description="cpu, cuda, cuda:N or mps")
+    kernel: Literal["auto", "reference", "vmap", "loop", "mlp"] = Field(
+        "auto",
+        description="training step (pbrf.kernels): auto, reference, vmap, loop, or mlp (an "
+        "MLP's batched matrix products); every kernel reaches the same optima to rounding",
+    )
     mislabel: MislabelConfig | None = Field(
         None, description="mislabelled-example detection (Figure 6); null: not run"
     )
@@ -397,6 +402,14 @@ class StudyConfig(_Strict):
             parameter_count(self.model, input_shape=facts.input_shape, output_dim=facts.output_dim)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where} (inputs of shape {facts.input_shape}): {exc}") from None
+        activation = getattr(self.model, "activation", None)
+        if self.kernel == "mlp" and (
+            self.model.name != "mlp" or activation not in ("relu", "tanh", "sigmoid")
+        ):
+            raise ValueError(
+                f"kernel=mlp needs model.name=mlp with a relu, tanh or sigmoid activation, got "
+                f"model.name={self.model.name}; use kernel=auto"
+            )
 
     def _check_horizon(self) -> None:
         if "pbrf" not in self.retrain.variants and "linearized_pbrf" not in self.retrain.variants:

@@ -11,8 +11,9 @@ view. Mappings (``grade.estimators``) are views too: their keys can be listed, t
 checked like attributes.
 
 :data:`AMBIENT` keys are readable by every step without being stamped: ``device`` places the
-computation (it is recorded in every manifest's environment, like the thread count, instead of
-recomputing a finished study when it moves to another device).
+computation and ``kernel`` picks the training step's implementation (both are recorded in every
+manifest's environment, like the thread count: they change a result's last bits, not what it
+is, so a finished study is not recomputed when it moves to another device or kernel).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-AMBIENT = frozenset({"device"})
+AMBIENT = frozenset({"device", "kernel"})
 # config methods a step may call, and the key each one reads
 METHODS: Mapping[str, str] = {"loss_name": "loss"}
 

@@ -26,11 +26,13 @@ from tasks.engine.plan import Node, Plan
 from tasks.schemas import TableSchema
 
 
-def environment(device: str) -> dict[str, Any]:
-    """What can change the bits of a result: thread count, device, library versions."""
+def environment(device: str, kernel: str = "auto") -> dict[str, Any]:
+    """What can change the bits of a result: thread count, device, training kernel, library
+    versions."""
     return {
         "threads": torch.get_num_threads(),
         "device": device,
+        "kernel": kernel,
         "torch": str(torch.__version__),
     }
 
@@ -56,7 +58,7 @@ class StepContext:
 
     @property
     def env(self) -> dict[str, Any]:
-        return environment(self.config.device)
+        return environment(self.config.device, self.config.kernel)
 
     def warn(self, message: str) -> None:
         """Record a warning (convergence, precision) for the manifest, summary and report."""

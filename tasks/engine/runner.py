@@ -61,7 +61,9 @@ def run_node(
     start = time.perf_counter()
     step_function(node.step)(ctx)
     seconds = time.perf_counter() - start
-    manifest.record(root, node, seconds=seconds, warnings=ctx.warnings, env=environment(cfg.device))
+    manifest.record(
+        root, node, seconds=seconds, warnings=ctx.warnings, env=environment(cfg.device, cfg.kernel)
+    )
     return NodeResult(
         node.id, "Completed", round(seconds, 3), ctx.warnings, state.reason or "forced"
     )

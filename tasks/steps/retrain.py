@@ -89,6 +89,7 @@ def train_removals(
             damping=cfg.damping if variant in DAMPED_VARIANTS else 0.0,
             schedule=schedule,
             progress=bar,
+            kernel=cfg.kernel,
         )
     return res, schedule
 

@@ -19,7 +19,9 @@ def train_base(ctx: StepContext) -> None:
     problem, theta0 = build_problem(cfg, ds)  # θ⁰ is fixed by model.seed
     assert problem.spec is not None
     with progress.epochs("train base", cfg.train.epochs) as bar:
-        run = pbrf_train_base(problem, theta0, ds.x_train, ds.t_train, cfg.train, progress=bar)
+        run = pbrf_train_base(
+            problem, theta0, ds.x_train, ds.t_train, cfg.train, progress=bar, kernel=cfg.kernel
+        )
     if run.converged is False:
         ctx.warn(
             f"base training: L-BFGS stopped after {cfg.train.epochs} iterations without "

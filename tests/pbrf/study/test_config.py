@@ -184,3 +184,11 @@ def test_overrides_are_dotted_yaml_values():
         load_preset("mnist")
     with pytest.raises(ValueError, match="has no scale 'huge'"):
         load_preset("digits-mlp", scale="huge")
+
+
+def test_the_mlp_kernel_is_refused_for_other_networks():
+    assert load_preset("concrete-mlp", {"kernel": "mlp"}, "smoke").kernel == "mlp"
+    with pytest.raises(ValidationError, match="kernel=mlp needs model.name=mlp"):
+        load_preset("mnist-lenet", {"kernel": "mlp"}, "smoke")
+    with pytest.raises(ValidationError, match="kernel"):
+        load_preset("concrete-mlp", {"kernel": "fast"}, "smoke")

@@ -82,6 +82,7 @@ def test_every_node_writes_its_outputs_and_a_manifest(run):
             data = (root / rel).read_bytes()
             assert data and hashlib.sha256(data).hexdigest() == digest, rel
         assert m["env"]["threads"] >= 1 and m["env"]["device"] == "cpu"
+        assert m["env"]["kernel"] == cfg.kernel
 
 
 def test_prepare_stores_the_configured_split(run):
