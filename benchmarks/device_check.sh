@@ -2,7 +2,8 @@
 # One-command check of the GPU path on one NVIDIA GPU, in under 8 minutes:
 #   1. bench_row.py --device cuda for mnist-mlp (MLP 2×1024) at the paper's shapes,
 #   2. the same for one CNN row (mnist-lenet, LeNet-5) at the paper's shapes,
-#      both with every training kernel (reference, vmap, loop) so the fastest can be chosen;
+#      both with every training kernel (reference, vmap, loop; mlp for the MLP) so the fastest
+#      can be chosen;
 #      each prints the device's measured matmul, the share of it per variant and kernel, and the
 #      peak memory of every shard beside the memory estimate;
 #   3. one paper-scale row end to end (`pbrf run`) with reduced epochs and LiSSA depth.
@@ -31,7 +32,7 @@ step "device"
 
 step "mnist-mlp, paper shapes (N = 6000, M = 20, 2 epochs per variant)"
 timeout 170 "$PY" benchmarks/bench_row.py --preset mnist-mlp --scale paper --device cuda \
-    --epochs 2 --variants warm,pbrf,linearized_pbrf --kernels reference,vmap,loop
+    --epochs 2 --variants warm,pbrf,linearized_pbrf --kernels reference,vmap,loop,mlp
 
 step "mnist-lenet (CNN), paper shapes (2 epochs per variant)"
 timeout 170 "$PY" benchmarks/bench_row.py --preset mnist-lenet --scale paper --device cuda \
