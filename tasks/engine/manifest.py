@@ -94,18 +94,33 @@ def status(root: Path, node: Node) -> Status:
     return Status(True, "", manifest)
 
 
+def begin(root: Path, node: Node) -> dict[str, Any]:
+    """The key and input hashes of ``node`` as it starts: what :func:`record` writes when it
+    ends. Taken at the start, so that code edited while the step runs is not recorded as the
+    code that made its outputs (the running process keeps what it imported)."""
+    inputs = {rel: file_sha256(root / rel) for rel in sorted(set(node.inputs.values()))}
+    return {"key": node_key(root, node), "inputs": inputs}
+
+
 def record(
-    root: Path, node: Node, *, seconds: float, warnings: list[str], env: dict[str, Any]
+    root: Path,
+    node: Node,
+    *,
+    seconds: float,
+    warnings: list[str],
+    env: dict[str, Any],
+    begun: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the manifest of a node whose outputs were just written."""
-    key = node_key(root, node)
+    """Write the manifest of a node whose outputs were just written; ``begun`` is
+    :func:`begin`'s record from the node's start (default: taken now)."""
+    begun = begun or begin(root, node)
     manifest = {
         "node": node.id,
         "step": node.step,
         "params": dict(node.params),
         "stamp": node.stamp,
-        "key": key,
-        "inputs": {rel: file_sha256(root / rel) for rel in sorted(set(node.inputs.values()))},
+        "key": begun["key"],
+        "inputs": begun["inputs"],
         "outputs": {rel: file_sha256(root / rel) for rel in node.outputs.values()},
         "seconds": round(seconds, 3),
         "warnings": warnings,

@@ -58,12 +58,12 @@ def run_node(
         )
     ctx = StepContext(root=root, config=cfg, plan=plan, node=node)
     ctx.clean_temps()
+    begun = manifest.begin(root, node)  # the code and inputs this execution starts from
     start = time.perf_counter()
     step_function(node.step)(ctx)
     seconds = time.perf_counter() - start
-    manifest.record(
-        root, node, seconds=seconds, warnings=ctx.warnings, env=environment(cfg.device, cfg.kernel)
-    )
+    env = environment(cfg.device, cfg.kernel)
+    manifest.record(root, node, seconds=seconds, warnings=ctx.warnings, env=env, begun=begun)
     return NodeResult(
         node.id, "Completed", round(seconds, 3), ctx.warnings, state.reason or "forced"
     )

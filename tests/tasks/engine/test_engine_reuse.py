@@ -233,3 +233,32 @@ def test_a_changed_input_is_refused_by_every_reader(finished, tmp_path: Path) ->
     with pytest.raises(CorruptArtifactError, match=r"gaps.parquet"):
         Results.read(root, cfg, plan)
     assert manifest.status(root, plan["aggregate"]).current is False
+
+
+def test_the_manifest_records_the_code_a_node_started_with(tmp_path: Path, monkeypatch) -> None:
+    """Code edited while a step runs is not recorded as the code that made its outputs: the
+    key is taken when the node starts, so the next run recomputes the node."""
+    from tasks.engine import runner
+    from tasks.engine.plan import build_plan
+
+    cfg = smoke_config()
+    plan = build_plan(cfg.model_dump(mode="json"))
+    version = {"code": "as started"}
+    monkeypatch.setattr(manifest, "modules_hash", lambda modules: version["code"])
+    real = runner.step_function
+
+    def editing_while_running(step: str):
+        def run(ctx):
+            version["code"] = "edited during the run"
+            real(step)(ctx)
+
+        return run
+
+    monkeypatch.setattr(runner, "step_function", editing_while_running)
+    assert runner.run_node(tmp_path, cfg, "prepare", plan=plan).state == "Completed"
+    monkeypatch.setattr(runner, "step_function", real)
+    version["code"] = "as started"
+    assert manifest.status(tmp_path, plan["prepare"]).current  # recorded: the starting code
+    version["code"] = "edited during the run"
+    state = manifest.status(tmp_path, plan["prepare"])
+    assert not state.current and "code" in state.reason
