@@ -188,7 +188,7 @@ def test_overrides_are_dotted_yaml_values():
 
 def test_the_mlp_kernel_is_refused_for_other_networks():
     assert load_preset("concrete-mlp", {"kernel": "mlp"}, "smoke").kernel == "mlp"
-    with pytest.raises(ValidationError, match="kernel=mlp needs model.name=mlp"):
+    with pytest.raises(ValidationError, match=r"kernel=mlp needs model\.name=mlp"):
         load_preset("mnist-lenet", {"kernel": "mlp"}, "smoke")
     with pytest.raises(ValidationError, match="kernel"):
         load_preset("concrete-mlp", {"kernel": "fast"}, "smoke")
