@@ -109,11 +109,10 @@ def record(
     seconds: float,
     warnings: list[str],
     env: dict[str, Any],
-    begun: dict[str, Any] | None = None,
+    begun: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the manifest of a node whose outputs were just written; ``begun`` is
-    :func:`begin`'s record from the node's start (default: taken now)."""
-    begun = begun or begin(root, node)
+    :func:`begin`'s record from the node's start."""
     manifest = {
         "node": node.id,
         "step": node.step,

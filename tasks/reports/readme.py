@@ -45,11 +45,16 @@ class RunFacts:
     seconds: float  # summed over the run's steps (their manifests)
 
 
+def _pbrf_of(sources: Any) -> str | None:
+    """The PBRF a finding uses: the paper-setting one, else the matched one (None: neither)."""
+    return next((v for v in ("pbrf_paper", "pbrf") if v in sources), None)
+
+
 def spearman_difference(res: Results) -> Interval | None:
     """Spearman(influence, paper-setting PBRF) − Spearman(influence, LOO) with its interval
     (the paper's second finding); the matched PBRF when the run has no paper-setting one."""
     wide = res.wide_changes()
-    pbrf = next((v for v in ("pbrf_paper", "pbrf") if v in wide.columns), None)
+    pbrf = _pbrf_of(wide.columns)
     if pbrf is None or "cold" not in wide.columns:
         return None
     return bootstrap_correlation_difference(
@@ -118,7 +123,7 @@ def render(res: Results, name: str, facts: RunFacts | None = None) -> str:
                 )
             lines.append(row)
     if facts is not None:
-        lines += ["", *_findings(res, paper, paper_corr)]
+        lines += ["", *_findings(res)]
     lines.append(end)
     return "\n".join(lines)
 
@@ -166,7 +171,7 @@ def findings(res: Results) -> Findings:
     return Findings(share, matched, paper_share, spearman_difference(res), paper_diff)
 
 
-def _findings(res: Results, paper: dict, paper_corr: dict) -> list[str]:
+def _findings(res: Results) -> list[str]:
     """The paper's two findings, ours (paper-setting PBRF) beside the paper's."""
     f = findings(res)
     lines = [
@@ -190,7 +195,7 @@ def summary_row(res: Results, facts: RunFacts) -> str:
     """One run's line of the reproduction summary (:func:`render_summary`)."""
     cfg, f = res.cfg, findings(res)
     corr = {r.reference: r for r in res.correlations.itertuples(index=False)}
-    pbrf = next((v for v in ("pbrf_paper", "pbrf") if v in corr), None)
+    pbrf = _pbrf_of(corr)
 
     def spearman(ref: str | None) -> str:
         r = corr.get(ref) if ref else None
