@@ -33,9 +33,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     suffix = f"-{args.scale}" if args.scale else ""
     out = Path(args.out or f"runs/{cfg.name}{suffix}-tune")
     result = tune_lr(cfg, grid)
-    for lr, loss in zip(result["grid"], result["validation_loss"], strict=True):
+    rows = zip(result["grid"], result["validation_loss"], result["diverged_in_epoch"], strict=True)
+    for lr, loss, epoch in rows:
         mark = "  ← chosen" if lr == result["chosen_lr"] else ""
-        shown = "diverged" if loss is None else f"{loss:.6g}"
+        if epoch is not None:
+            shown = f"diverged (non-finite training loss in epoch {epoch})"
+        else:
+            shown = "non-finite" if loss is None else f"{loss:.6g}"
         print(f"lr {lr:<8g} validation loss {shown}{mark}")
     path = write_tune(result, out)
     print(

@@ -5,7 +5,8 @@ Appendix E.3: the learning rate of each row was chosen by a sweep over {1, 0.3, 
 holds out ``data.validation_fraction`` of the training split (10 % when the config has none),
 trains the base model θˢ at every rate of the grid from the same θ⁰ and batch order, and picks
 the rate with the lowest mean validation loss; a rate whose training diverges (a non-finite
-loss) is never chosen. The result — grid, validation losses, chosen rate, split sizes — is
+loss, in training or on the validation split) is never chosen; the epoch where training
+diverged is recorded. The result — grid, validation losses, chosen rate, split sizes — is
 written to ``tune.json``; the study then runs with ``--set train.optimizer.lr=<chosen>`` so the
 run's ``config.json`` records it.
 """
@@ -22,6 +23,8 @@ import torch
 from pbrf.data import load_dataset
 from pbrf.metrics import eval_test_loss
 from pbrf.responses import train_base
+from pbrf.trainer import NonFiniteLossError
+from tasks.engine import progress
 from tasks.engine.artifacts import write_json
 from tasks.steps.runtime import build_problem
 
@@ -50,15 +53,22 @@ def tune_lr(cfg: Any, grid: Sequence[float] | None = None) -> dict[str, Any]:
         raise ValueError(f"data set {cfg.data.name!r} has no validation split to tune on")
     problem, theta0 = build_problem(cfg, ds)
     x_val, t_val = ds.x_val.to(cfg.device), ds.t_val.to(cfg.device)
+    x, t = ds.x_train.to(cfg.device), ds.t_train.to(cfg.device)
     losses: list[float] = []
+    diverged: list[int | None] = []  # the epoch whose loss became non-finite
     for lr in grid:
         opt = cfg.train.optimizer.model_copy(update={"lr": lr})
         train = cfg.train.model_copy(update={"optimizer": opt, "checkpoints": 0})
-        run = train_base(
-            problem, theta0, ds.x_train.to(cfg.device), ds.t_train.to(cfg.device), train
-        )
+        try:
+            with progress.epochs(f"tune lr {lr:g}", train.epochs) as bar:
+                run = train_base(problem, theta0, x, t, train, progress=bar, kernel=cfg.kernel)
+        except NonFiniteLossError as exc:
+            losses.append(math.inf)
+            diverged.append(exc.epoch)
+            continue
         loss = float(eval_test_loss(problem, run.theta_s, x_val, t_val))
         losses.append(loss if math.isfinite(loss) else math.inf)
+        diverged.append(None)
     finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
     if not finite:
         raise RuntimeError(f"training diverged at every learning rate of {list(grid)}")
@@ -69,6 +79,7 @@ def tune_lr(cfg: Any, grid: Sequence[float] | None = None) -> dict[str, Any]:
         "epochs": cfg.train.epochs,
         "grid": list(grid),
         "validation_loss": [v if math.isfinite(v) else None for v in losses],
+        "diverged_in_epoch": diverged,
         "chosen_lr": grid[best],
         "n_train": int(ds.n_train),
         "n_validation": int(ds.n_val),

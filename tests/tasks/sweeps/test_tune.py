@@ -19,12 +19,15 @@ from tasks.sweeps.tune import SGD_GRID, paper_grid, tune_lr
 
 def test_the_lowest_validation_loss_wins_and_a_diverging_rate_never_does() -> None:
     cfg = smoke_config()
-    grid = (1e4, 0.1, 0.001)  # 1e4 diverges
+    grid = (1e30, 1e4, 0.1, 0.001)  # 1e30: non-finite training loss; 1e4: validation loss
     result = tune_lr(cfg, grid)
     losses = result["validation_loss"]
     assert result["grid"] == list(grid) and result["n_validation"] > 0
     finite = {lr: v for lr, v in zip(grid, losses, strict=True) if v is not None}
-    assert 1e4 not in finite or finite[1e4] > min(finite.values())
+    # the diverging rate is recorded with the epoch it diverged in, and the sweep goes on
+    assert losses[:2] == [None, None] and set(finite) == {0.1, 0.001}
+    assert result["diverged_in_epoch"][0] is not None
+    assert result["diverged_in_epoch"][1:] == [None, None, None]
     assert result["chosen_lr"] == min(finite, key=finite.get)
     # the chosen rate's loss, recomputed independently: same split, same training, and the
     # validation cross-entropy by torch's own function on the network's outputs
