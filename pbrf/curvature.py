@@ -42,14 +42,33 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def gnh_kernel(problem: Problem, kernel: str = "auto") -> mlpkernel.MLPShape | None:
+    """The MLP whose GNH products run as explicit batched matrix products, or ``None`` for
+    ``jvp``/``vjp``: ``kernel="mlp"`` (an MLP is required), ``"auto"`` when
+    ``pbrf.mlpkernel.AUTO`` is set, never for the other kernels (``reference``, ``vmap``,
+    ``loop``). Both give the same products up to float rounding (tests)."""
+    if kernel == "mlp":
+        shape = mlpkernel.mlp_shape(problem)
+        if shape is None:
+            raise ValueError("kernel 'mlp' needs an MLP model (pbrf.models.mlp)")
+        return shape
+    return mlpkernel.mlp_shape(problem) if kernel == "auto" and mlpkernel.AUTO else None
+
+
 def gnh_chunk(
-    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor, scale: float = 1.0
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    scale: float = 1.0,
+    kernel: str = "auto",
 ) -> Tensor:
     """``scale · Σ_i J_iᵀ H_i J_i V`` over one chunk of examples (a sum, not a mean): by explicit
-    batched matrix products for an MLP when ``pbrf.mlpkernel.AUTO`` is set, else
+    batched matrix products for an MLP when :func:`gnh_kernel` says so, else
     :func:`autodiff_gnh_chunk`. ``scale`` (e.g. 1/|B|) multiplies the output-space products
     ``H_i J_i V``, sparing a pass over the ``(k, d)`` result."""
-    shape = mlpkernel.mlp_shape(problem) if mlpkernel.AUTO else None
+    shape = gnh_kernel(problem, kernel)
     if shape is not None and v.dim() == 2 and theta.dim() == 1:
         with torch.no_grad():
             return mlpkernel.gnh_chunk(shape, problem.loss, theta, x, t, v, scale)
@@ -91,21 +110,35 @@ def autodiff_gnh_chunk(
 
 
 def gnh_product(
-    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor, chunk_size: int | None = None
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> Tensor:
-    """``G V`` for ``V (k, d)`` over the examples ``(x, t)``; ``G`` includes the weight decay."""
+    """``G V`` for ``V (k, d)`` over the examples ``(x, t)``; ``G`` includes the weight decay.
+    ``kernel``: see :func:`gnh_kernel`."""
     n = x.shape[0]
     out = problem.weight_decay * v if problem.weight_decay else None
     for sl in _chunks(n, chunk_size):
-        part = gnh_chunk(problem, theta, x[sl], t[sl], v).div_(n)
+        part = gnh_chunk(problem, theta, x[sl], t[sl], v, kernel=kernel).div_(n)
         out = part if out is None else out.add_(part)
     return out
 
 
 def hessian_product(
-    problem: Problem, theta: Tensor, x: Tensor, t: Tensor, v: Tensor, chunk_size: int | None = None
+    problem: Problem,
+    theta: Tensor,
+    x: Tensor,
+    t: Tensor,
+    v: Tensor,
+    chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> Tensor:
-    """``∇²J(θ) V`` for ``V (k, d)`` (the "without GNH" variant of Tables 4 and 7)."""
+    """``∇²J(θ) V`` for ``V (k, d)`` (the "without GNH" variant of Tables 4 and 7), always by
+    forward-over-reverse autodiff (``kernel`` is accepted for a uniform signature)."""
     n = x.shape[0]
     out = torch.zeros_like(v)
     for sl in _chunks(n, chunk_size):
@@ -123,10 +156,11 @@ def curvature_matvec(
     t: Tensor,
     kind: str = "gnh",
     chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> Matvec:
     """Deterministic matvec of the GNH (``kind="gnh"``) or Hessian (``"hessian"``) on ``(x, t)``."""
     product = _product(kind)
-    return lambda v: product(problem, theta, x, t, v, chunk_size)
+    return lambda v: product(problem, theta, x, t, v, chunk_size, kernel)
 
 
 def sampled_matvec(
@@ -137,16 +171,17 @@ def sampled_matvec(
     batch_size: int,
     generator: torch.Generator,
     kind: str = "gnh",
+    kernel: str = "auto",
 ) -> Matvec:
     """Stochastic matvec: every call draws a fresh minibatch of ``batch_size`` examples
     (without replacement, from ``generator``) and multiplies by its curvature — the
-    ``∇²J^{(r,t)}`` of Eq. 52."""
+    ``∇²J^{(r,t)}`` of Eq. 52. ``kernel``: see :func:`gnh_kernel`."""
     product = _product(kind)
     n = x.shape[0]
 
     def matvec(v: Tensor) -> Tensor:
         idx = torch.randperm(n, generator=generator)[:batch_size].to(x.device)
-        return product(problem, theta, x[idx], t[idx], v, None)
+        return product(problem, theta, x[idx], t[idx], v, None, kernel)
 
     return matvec
 

@@ -29,6 +29,7 @@ from pbrf.curvature import (
     Matvec,
     curvature_matvec,
     dense_from_matvec,
+    gnh_kernel,
     sampled_matvec,
 )
 from pbrf.gradients import grad_test_loss, removal_gradients  # noqa: F401 (re-exported)
@@ -252,6 +253,7 @@ def inverse_curvature_product(
     chunk_size: int | None = None,
     top_eigenvalue: float | None = None,
     progress: Progress | None = None,
+    kernel: str = "auto",
 ) -> IHVPResult:
     """``(C + λI)⁻¹ V`` for the rows of ``rhs (k, d)`` (Eq. 10, 49): ``C`` the GNH (Eq. 6) or
     the Hessian of J on ``(x, t)``, λ = ``damping``.
@@ -267,7 +269,9 @@ def inverse_curvature_product(
 
     ``chunk_size`` bounds the examples per batched product; ``progress(step, total)`` reports
     LiSSA steps, CG iterations or kernel blocks. A ``top_eigenvalue`` given to CG or the exact
-    solve is recorded in ``info``.
+    solve is recorded in ``info``. ``kernel`` picks how LiSSA's GNH products are computed
+    (:func:`pbrf.curvature.gnh_kernel`: ``mlp`` runs an MLP's as batched matrix products, with
+    no forward-mode autodiff); CG and the exact solve use the linearized GNH.
     """
     v = _validate(problem, theta, x, t, rhs, damping, curvature, chunk_size, top_eigenvalue)
     if isinstance(solver, ExactSettings):
@@ -277,7 +281,7 @@ def inverse_curvature_product(
     elif isinstance(solver, LissaSettings):
         res = _lissa(
             problem, theta, x, t, v, damping, solver, curvature, chunk_size, top_eigenvalue,
-            progress,
+            progress, kernel,
         )  # fmt: skip
     else:
         raise TypeError(
@@ -406,6 +410,7 @@ def _lissa(
     chunk_size: int | None,
     top_eigenvalue: float | None,
     progress: Progress | None,
+    kernel: str = "auto",
 ) -> IHVPResult:
     n = x.shape[0]
     batch = settings.batch_size
@@ -419,13 +424,19 @@ def _lissa(
     needs_full = (
         batch is None or batch == n or (settings.scale == "auto" and top_eigenvalue is None)
     )
-    full = _operator(problem, theta, x, t, curvature, chunk_size) if needs_full else None
+    mlp = curvature == "gnh" and gnh_kernel(problem, kernel) is not None
+    if not needs_full:
+        full = None
+    elif mlp:  # the same full-data GNH without forward-mode autodiff
+        full = curvature_matvec(problem, theta, x, t, "gnh", chunk_size, kernel)
+    else:
+        full = _operator(problem, theta, x, t, curvature, chunk_size)
     if batch is None or batch == n:
         assert full is not None
         matvec = full
     else:
         gen = torch.Generator().manual_seed(settings.seed)
-        matvec = sampled_matvec(problem, theta, x, t, batch, gen, curvature)
+        matvec = sampled_matvec(problem, theta, x, t, batch, gen, curvature, kernel)
     own_eigen = None  # the Hessian's λ_max: the algebraic top, not the largest magnitude
     if curvature == "hessian" and settings.scale == "auto" and top_eigenvalue is None:
         assert full is not None

@@ -54,7 +54,9 @@ class Step:
     reads: Callable[[Config, Params], tuple[str, ...]] | tuple[str, ...] = ()
     instances: Callable[[Config], list[dict[str, Any]]] | None = None  # None: one node
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
-    forward_ad: Callable[[Params], bool] = field(default=lambda params: False)
+    # whether the node runs torch.func.jvp (forward-mode AD state is process-global: such nodes
+    # take a lock in a thread pool, flows.prefect_tasks)
+    forward_ad: Callable[[Config, Params], bool] = field(default=lambda cfg, params: False)
     metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (git-tracked, cache: false)
     # modules the step loads by name (importlib), which imports alone do not reveal
     code: Callable[[Config, Params], tuple[str, ...]] | tuple[str, ...] = ()
@@ -125,6 +127,24 @@ def _variant_shards(cfg: Config) -> list[dict[str, Any]]:
 
 _LISSA_HORIZON = ("influence.solver.depth", "influence.solver.scale")
 _SCALE = ("influence.solver.scale_factor",)
+
+
+def _mlp_kernel(cfg: Config) -> bool:
+    """``kernel: mlp``: an MLP's training steps and GNH products run as hand-written batched
+    matrix products (pbrf.mlpkernel), with no forward-mode autodiff."""
+    return get_key(cfg, "kernel") == "mlp"
+
+
+def _retrain_forward_ad(cfg: Config, p: Params) -> bool:
+    """The linearized PBRFs take jvps (Eq. 11), except through the MLP kernel."""
+    return p["variant"] in ("linearized_pbrf", "linearized_pbrf_paper") and not _mlp_kernel(cfg)
+
+
+def _influence_forward_ad(cfg: Config, p: Params) -> bool:
+    """Gradients are reverse-mode; the curvature products take jvps, except LiSSA's GNH
+    products through the MLP kernel (pbrf.influence: ``kernel``)."""
+    gnh = get_key(cfg, "influence.curvature") == "gnh"
+    return not (_mlp_kernel(cfg) and lissa(cfg) and gnh)
 
 
 def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -288,7 +308,7 @@ STEPS: dict[str, Step] = {
             ),
             inputs=("dataset", "theta_s"),
             enabled=needs_spectrum,
-            forward_ad=lambda p: True,
+            forward_ad=lambda cfg, p: True,
             outputs={"spectrum": "spectrum/spectrum.parquet"},
         ),
         Step(
@@ -298,7 +318,7 @@ STEPS: dict[str, Step] = {
             reads=_retrain_reads,
             inputs=_retrain_inputs,
             instances=_variant_shards,
-            forward_ad=lambda p: p["variant"] in ("linearized_pbrf", "linearized_pbrf_paper"),
+            forward_ad=_retrain_forward_ad,
             outputs={
                 "variant_delta": "retrain/{variant}/shard-{shard}/delta.pt",
                 "variant_removals": "retrain/{variant}/shard-{shard}/removals.parquet",
@@ -311,7 +331,7 @@ STEPS: dict[str, Step] = {
             doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
             reads=("influence", "damping", "eval_dtype"),
             inputs=_influence_inputs,
-            forward_ad=lambda p: True,
+            forward_ad=_influence_forward_ad,
             outputs={
                 "influence_delta": "influence/delta.pt",
                 "influence_removals": "influence/removals.parquet",
@@ -331,7 +351,7 @@ STEPS: dict[str, Step] = {
             ),
             inputs=("dataset", "theta_s"),
             enabled=mislabel,
-            forward_ad=lambda p: True,
+            forward_ad=lambda cfg, p: True,
             outputs={"mislabel_influence": "mislabel/influence.parquet"},
         ),
         Step(
@@ -382,7 +402,7 @@ STEPS: dict[str, Step] = {
             inputs=_estimate_inputs,
             instances=_estimators,
             enabled=grading,
-            forward_ad=lambda p: p["estimator"] in JVP_ESTIMATORS,
+            forward_ad=lambda cfg, p: p["estimator"] in JVP_ESTIMATORS,
             code=lambda cfg, p: (estimator_module(p["estimator"]),),
             outputs={
                 "estimate_removals": "estimate/{estimator}/removals.parquet",

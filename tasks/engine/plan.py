@@ -146,7 +146,7 @@ def _node(step: Step, params: dict[str, Any], cfg: Config, done: dict[str, Node]
         outputs=outputs,
         upstream=tuple(upstream),
         stamp=stamp,
-        forward_ad=step.forward_ad(params),
+        forward_ad=step.forward_ad(cfg, params),
         code=(step.function.split(":")[0], *step.code_for(cfg, params)),
         covers=frozenset(reads).union(*(done[u].covers for u in upstream)),
     )

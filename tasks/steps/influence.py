@@ -53,6 +53,7 @@ def influence(ctx: StepContext) -> None:
             chunk_size=device_chunk(cfg, grads.shape[0]),
             top_eigenvalue=read_top_eigenvalue(ctx),
             progress=bar,
+            kernel=cfg.kernel,
         )
     for w in res.warnings:
         ctx.warn(f"influence: {w}")

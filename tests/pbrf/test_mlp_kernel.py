@@ -162,6 +162,38 @@ def test_gnh_products_equal_autodiff_and_dense(loss, activation, monkeypatch):
         torch.testing.assert_close(product, scaled, rtol=RTOL, atol=ATOL)
 
 
+def test_lissa_through_the_mlp_kernel_equals_autodiff():
+    """LiSSA's sampled GNH products and its power iteration through ``kernel="mlp"`` give the
+    autodiff solve to float64 rounding; the MLP kernel is refused for other networks."""
+    from pbrf.curvature import gnh_kernel, gnh_product
+    from pbrf.influence import inverse_curvature_product, removal_gradients
+    from pbrf.solvers import LissaSettings
+
+    problem, theta, x, t = _problem("cross_entropy", 0.01)
+    g = removal_gradients(problem, theta, x[REMOVED], t[REMOVED])
+    v = torch.randn(3, theta.numel(), generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    torch.testing.assert_close(
+        gnh_product(problem, theta, x, t, v, 7, kernel="mlp"),
+        gnh_product(problem, theta, x, t, v, 7),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+    settings = LissaSettings(depth=40, repeats=2, batch_size=10, scale="auto")
+    kw = {"damping": 0.01, "solver": settings}
+    got = inverse_curvature_product(problem, theta, x, t, g, kernel="mlp", **kw)
+    want = inverse_curvature_product(problem, theta, x, t, g, **kw)
+    assert got.info["scale"] == pytest.approx(want.info["scale"], rel=1e-10)
+    torch.testing.assert_close(got.x, want.x, rtol=1e-9, atol=1e-12)
+    assert not torch.equal(got.x, want.x)  # two different computations, not one path twice
+    cnn = Problem.from_module(
+        build_model("lenet", input_shape=(1, 28, 28), output_dim=3, seed=0),
+        get_loss("cross_entropy"),
+    )
+    assert gnh_kernel(problem, "vmap") is None and gnh_kernel(problem, "auto") is None
+    with pytest.raises(ValueError, match="kernel 'mlp' needs an MLP"):
+        gnh_kernel(cnn, "mlp")
+
+
 def test_kernel_choice(monkeypatch):
     problem = _problem("cross_entropy")[0]
     assert choose_kernel("auto", 10, 8, 30, 20, problem) == "vmap"  # mlp is opt-in by default

@@ -159,3 +159,39 @@ def test_the_registry_knows_the_librarys_variants():
     from tasks.registry import VARIANTS as REGISTRY
 
     assert REGISTRY == LIBRARY
+
+
+def test_a_node_marked_free_of_forward_mode_ad_never_enters_it(tmp_path, monkeypatch):
+    """Nodes run as threads take a process-wide lock when marked ``forward_ad`` (jvp's state is
+    process-global). With ``kernel: mlp`` the linearized PBRFs and LiSSA's GNH products need no
+    jvp, so their nodes run unlocked; running the whole study with every entry into forward-mode
+    AD counted proves the marks: no unmarked node enters it, and the default marks stay."""
+    import torch._functorch.eager_transforms as eager
+    from pipeline_fixtures import run_study
+
+    default = _plan(smoke_config())
+    assert {n.id for n in default if n.forward_ad} >= {"influence", "retrain-linearized_pbrf"}
+    cfg = smoke_config(kernel="mlp")
+    marked = {n.id for n in _plan(cfg) if n.forward_ad}
+    assert "influence" not in marked and "retrain-linearized_pbrf" not in marked
+    entered: list[str] = []
+    current = {"node": ""}
+    real_jvp = eager._jvp_with_argnums
+
+    def counting(*args, **kwargs):
+        entered.append(current["node"])
+        return real_jvp(*args, **kwargs)
+
+    monkeypatch.setattr(eager, "_jvp_with_argnums", counting)
+    import tasks.engine.runner as runner
+
+    real_run = runner.run_node
+
+    def run_node(root, cfg_, node_id, **kw):
+        current["node"] = node_id
+        return real_run(root, cfg_, node_id, **kw)
+
+    monkeypatch.setattr("pipeline_fixtures.run_node", run_node)
+    run_study(tmp_path, cfg)
+    assert entered, "the counter never saw a jvp (the spectrum node takes them)"
+    assert set(entered) <= marked, set(entered) - marked
