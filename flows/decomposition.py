@@ -23,7 +23,13 @@ from prefect.runtime import flow_run  # noqa: E402
 
 from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
-from flows.runners import dask_gpu_slots, is_dask, placement, task_runner  # noqa: E402
+from flows.runners import (  # noqa: E402
+    dask_gpu_slots,
+    is_dask,
+    placement,
+    submission_order,
+    task_runner,
+)
 from flows.threads import configure_threads, study_parallel  # noqa: E402
 from pbrf.study.presets import DEFAULT_PRESET  # noqa: E402
 
@@ -72,7 +78,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     if cfg.device.startswith("cuda") and not gpu_slots and is_dask(runner):
         get_run_logger().warning("no Dask worker advertises a GPU resource (--resources GPU=1)")
     futures = {}
-    for node in plan:
+    for node in submission_order(plan):
         with placement(cfg.device, node.step, on_dask=gpu_slots > 0):
             futures[node.id] = submit_node(
                 node.id,

@@ -1,6 +1,14 @@
 """Where the flow's tasks run, and how GPU tasks are placed.
 
-* No address: Prefect's default ``ThreadPoolTaskRunner`` in the flow's process.
+* ``workers > 1`` (what ``pbrf run`` picks for a CPU study, ``--workers``): a
+  ``ProcessPoolTaskRunner`` of that many worker processes, one node at a time each. The models
+  of the tabular rows are small, so a step spends much of its time in Python dispatching small
+  ops; as threads of one process the nodes share one interpreter lock and the forward-mode AD
+  lock (:mod:`flows.prefect_tasks`), as processes they run in parallel (``concrete-mlp``:
+  6.4 → 4.5 min end to end on 2 cores). Workers ignore Ctrl-C, die with ``pbrf`` and are killed
+  by its interrupt handling (:mod:`flows.lifetime`).
+* Otherwise, with no address: Prefect's ``ThreadPoolTaskRunner`` in the flow's process (the
+  default of the flows, and of GPU studies: their nodes share the device through a lock).
 * ``PBRF_DASK_ADDRESS=tcp://host:8786`` (or ``pbrf run --dask-address``, ``pbrf serve
   --dask-address``): a ``prefect_dask.DaskTaskRunner`` connected to that scheduler; each node is
   one Dask task. Workers must import this package and see the run directory at the same path
@@ -29,16 +37,58 @@ def dask_address(address: str | None = None) -> str | None:
     return address or os.environ.get(DASK_ADDRESS_ENV, "").strip() or None
 
 
-def task_runner(address: str | None = None, *, max_workers: int = 8):
-    """A Dask task runner for ``address`` (or ``$PBRF_DASK_ADDRESS``), else a thread pool."""
+def task_runner(address: str | None = None, *, max_workers: int = 8, workers: int = 0):
+    """A Dask task runner for ``address`` (or ``$PBRF_DASK_ADDRESS``), else a pool of
+    ``workers`` processes when ``workers > 1``, else a thread pool."""
     address = dask_address(address)
     if address:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=address)
+    if workers > 1:
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        from flows.lifetime import init_worker
+
+        return ProcessPoolTaskRunner(
+            max_workers=workers, initializer=init_worker, initargs=(os.getpid(),)
+        )
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=max_workers)
+
+
+# below this much forecast training a study runs as threads: starting worker processes (each
+# imports torch and Prefect, ≈ 10 s on 2 busy cores) costs more than it saves (smoke scales)
+PROCESS_MIN_SECONDS = 60.0
+
+
+def local_workers(device: str, parallel: int, seconds: float, requested: int | None = None) -> int:
+    """Worker processes for a study run here: ``requested`` if given (0 or 1: threads), else
+    for a CPU study with at least :data:`PROCESS_MIN_SECONDS` of forecast training one per
+    core, at most ``parallel`` (the nodes that can run at once); a GPU study runs its nodes as
+    threads (they take the device's lock in turn)."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"--workers must be ≥ 0, got {requested}")
+        return requested
+    if device != "cpu" or seconds < PROCESS_MIN_SECONDS:
+        return 0
+    return min(os.cpu_count() or 1, max(1, parallel))
+
+
+def submission_order(plan) -> list:
+    """The plan's nodes in an order a pool with fewer workers than ready nodes finishes soonest
+    in: topological, with the ``influence`` node — one long serial LiSSA run — moved up to just
+    after its last upstream node, so it starts beside the retraining instead of after it."""
+    order = list(plan)
+    ids = [n.id for n in order]
+    for node in [n for n in order if n.step == "influence"]:
+        order.remove(node)
+        ids = [n.id for n in order]
+        after = max((ids.index(u) for u in node.upstream), default=-1)
+        order.insert(after + 1, node)
+    return order
 
 
 def uses_gpu(device: str, step: str) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flows.lifetime import stop_workers
 from flows.server import ServerError
 
 T = TypeVar("T")
@@ -65,10 +66,17 @@ def raise_on_signals() -> Iterator[None]:
 
 def run_watched(fn: Callable[[], T], problem: Callable[[], str | None], poll: float = 0.2) -> T:
     """``fn()`` in a daemon thread; the caller's thread waits, checking ``problem()`` each
-    ``poll`` seconds and raising :class:`ServerError` with its answer. Signals raise here."""
+    ``poll`` seconds and raising :class:`ServerError` with its answer. Signals raise here.
+
+    The thread blocks the signals the caller handles, and so does every process it starts: a
+    study's worker processes (:mod:`flows.runners`) inherit the mask from their first
+    instruction, so a terminal's Ctrl-C (sent to the whole group) reaches only ``pbrf``, which
+    then kills them (:func:`flows.lifetime.stop_workers`), instead of interrupting a worker
+    mid-import with a traceback."""
     box: dict[str, Any] = {}
 
     def target() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             box["result"] = fn()
         except BaseException as exc:  # handed to the main thread
@@ -201,6 +209,11 @@ def run_supervised(
         ids["flow_run"] = flow_run.id
 
     flow = flow.with_options(on_running=[*flow.on_running_hooks, remember], **options)
+
+    def stop_all() -> None:
+        stop_workers()
+        server.stop()
+
     try:
         result = run_watched(lambda: flow(params), server.problem)
     except Terminated as sig:
@@ -213,6 +226,7 @@ def run_supervised(
             )
 
         def cleanup() -> None:
+            stop_workers()  # the process pool's nodes stop computing now
             cancel_flow_run(ids.get("flow_run"), line().removeprefix("pbrf: "))
             server.stop()
 
@@ -223,7 +237,7 @@ def run_supervised(
         hard_exit(
             1,
             lambda: f"pbrf: error: {why}: {progress()}; rerun the same command to resume",
-            server.stop,
+            stop_all,
         )
         raise  # not reached
     except Exception as exc:
@@ -239,7 +253,7 @@ def run_supervised(
                 f"pbrf: error: lost the Prefect API at {server.api_url} ({error}): {progress()}; "
                 "rerun the same command to resume"
             ),
-            server.stop,
+            stop_all,
         )
         raise  # not reached
     drain_prefect()

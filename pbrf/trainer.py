@@ -44,6 +44,9 @@ class NonFiniteLossError(FloatingPointError):
             f"{label}: the loss became non-finite in {where} for model(s) {models} ({advice})"
         )
 
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (type(self), (self.label, self.epoch, self.models, self.lr))
+
 
 @dataclass(frozen=True)
 class SGDSettings:

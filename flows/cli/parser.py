@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="tcp://HOST:PORT",
         help="run the nodes on this Dask scheduler (workers share the run directory's path)",
     )
+    r.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes that run the nodes here (default: one per core for a CPU study "
+        "forecast at a minute of training or more, at most the nodes that can run at once; 0 "
+        "or 1: threads of this process, as GPU studies and small studies run)",
+    )
     _add_debug(r)
     r.set_defaults(func=_lazy("flows.cli.run", "cmd_run"))
 

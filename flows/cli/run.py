@@ -139,6 +139,22 @@ def check_budget(cfg, max_hours: float, yes: bool):
     return fc
 
 
+def runner_for(cfg, args: argparse.Namespace, seconds: float):
+    """The task runner ``pbrf run`` uses: the Dask scheduler at ``--dask-address``, else a pool
+    of ``--workers`` processes (default :func:`flows.runners.local_workers` for a study of
+    ``seconds`` forecast training), else threads."""
+    from flows.runners import local_workers, task_runner
+    from flows.threads import study_parallel
+
+    if getattr(args, "dask_address", None):
+        return task_runner(args.dask_address)
+    requested = getattr(args, "workers", None)
+    if requested is not None and requested < 0:
+        raise ConfigError(f"--workers must be ≥ 0, got {requested}")
+    workers = local_workers(cfg.device, study_parallel(cfg), seconds, requested)
+    return task_runner(workers=workers)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows import settings
 
@@ -169,11 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = build_plan(cfg.model_dump(mode="json"))
     check_data(out, cfg, plan, refresh=args.refresh)
-    options = {}
-    if getattr(args, "dask_address", None):
-        from flows.runners import task_runner
-
-        options["task_runner"] = task_runner(args.dask_address)
+    options = {"task_runner": runner_for(cfg, args, fc.seconds)}
     result, wall = run_study_command(
         decomposition,
         params,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 
@@ -25,6 +26,9 @@ class DataFilesMissingError(FileNotFoundError):
 
     def __str__(self) -> str:  # FileNotFoundError's own str() would prefix "[Errno None]"
         return str(self.args[0])
+
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (type(self), (self.name, self.root, self.missing))
 
 
 class MalformedDataError(ValueError):
@@ -50,3 +54,6 @@ class MalformedDataError(ValueError):
             ]
         )
         super().__init__(f"{path}{where}: {problem}")
+
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (partial(type(self), row=self.row, column=self.column), (self.path, self.problem))

@@ -40,11 +40,14 @@ class ArtifactError(RuntimeError):
     """An input artifact is missing, unreadable or from another configuration."""
 
     def __init__(self, path: Path | str, step: str, problem: str):
-        self.path, self.step = Path(path), step
+        self.path, self.step, self.problem = Path(path), step, problem
         super().__init__(
             f"{path}: {problem}. Rerun step '{step}' (pbrf run, or `pbrf step {step}` / "
             "`dvc repro`) to rebuild it."
         )
+
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (type(self), (self.path, self.step, self.problem))
 
 
 class MissingArtifactError(ArtifactError):
@@ -63,8 +66,12 @@ class WriteError(OSError):
     """Writing an artifact failed (disk full, read-only, permissions); names the final path."""
 
     def __init__(self, path: Path | str, cause: OSError) -> None:
+        self.cause = cause
         code = cause.errno if cause.errno is not None else _errno_in(str(cause))
         super().__init__(code, cause.strerror or str(cause), str(path))
+
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (type(self), (self.filename, self.cause))
 
 
 def _errno_in(text: str) -> int | None:

@@ -38,6 +38,9 @@ class UndeclaredConfigRead(RuntimeError):
             f"step's reads in tasks/registry.py (else a change of {key!r} would not rerun it)"
         )
 
+    def __reduce__(self):  # keep the attributes when pickled (a step in a worker process)
+        return (type(self), (self.step, self.key))
+
 
 def _covered(path: str, reads: frozenset[str]) -> bool:
     """``path`` or a section containing it is declared."""

@@ -329,3 +329,41 @@ def test_a_configured_server_that_stops_answering_is_reported_lost() -> None:
     assert f"the Prefect server at PREFECT_API_URL={url} stopped answering" in lost[2]
     with pytest.raises(ServerError, match="no Prefect server answers"):
         watch.check()
+
+
+def workers_of(proc: subprocess.Popen[str]) -> list[int]:
+    """The process pool's workers: children of pbrf that are not its server."""
+    server = server_of(proc)
+    return [pid for pid in children(proc.pid) if pid != server and alive(pid)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_worker_processes_end_with_pbrf_however_it_ends(start, tmp_path, sig):
+    """With ``--workers 2`` the nodes run in worker processes: SIGTERM to pbrf alone, Ctrl-C
+    to the terminal's group and SIGKILL each end every worker (SIGKILL within a second or two,
+    when the workers notice they were re-parented); Ctrl-C prints no worker traceback."""
+    out = tmp_path / "run"
+    proc = start(out, *LONG, "--workers", "2")
+    server = wait_for("temporary server", lambda: server_of(proc), proc, 240)
+    workers = wait_for(
+        "two worker processes", lambda: len(workers_of(proc)) == 2 and workers_of(proc), proc, 240
+    )
+    wait_for("a finished step", finished(out, "prepare"), proc, 240)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
+    code, seconds, lines, _ = ended(proc, 20)
+    want = -signal.SIGKILL if sig == signal.SIGKILL else 128 + sig
+    assert code == want and seconds < 10, (code, seconds, lines)
+    if sig != signal.SIGKILL:
+        assert lines[-1].startswith(f"pbrf: interrupted by {sig.name}: "), lines
+        assert len(lines) == 2, lines  # the start banner and this line: no worker traceback
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), "a worker process outlived pbrf"
+    deadline = time.monotonic() + 10
+    while alive(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(server)
