@@ -43,8 +43,11 @@ def init_worker(parent: int) -> None:
     within half a second of the parent's death. Ctrl-C is the parent's to handle: the worker
     was started with SIGINT, SIGTERM and SIGHUP blocked (:func:`flows.supervise.run_watched`),
     and the parent kills it (:func:`stop_workers`), so no worker prints a traceback."""
+    from flows.settings import quiet_warnings
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # also when started from an unmasked thread
     die_with_parent(parent, sig=signal.SIGKILL, poll=0.5)
+    quiet_warnings()
 
 
 def stop_workers(timeout: float = 2.0) -> None:

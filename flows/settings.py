@@ -28,5 +28,13 @@ def apply() -> None:
         os.environ.setdefault(key, value)
 
 
+def quiet_warnings() -> None:
+    """Hide warnings that are not the user's concern: torchvision's import-time use of a
+    deprecated torch.jit API. The CLI and every worker process call it."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+
+
 def quiet_console() -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

@@ -10,15 +10,14 @@ with one line and status 128 + the signal number (130, 143, 129); see :mod:`flow
 from __future__ import annotations
 
 import sys
-import warnings
 
+from flows import settings
 from flows.cli.errors import report_error
 from flows.cli.parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    # torchvision's import-time use of a deprecated torch.jit API is not the user's concern
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+    settings.quiet_warnings()
     args = build_parser().parse_args(argv)
     try:
         from flows.supervise import raise_on_signals
