@@ -42,18 +42,21 @@ def cmd_readme(args: argparse.Namespace) -> int:
     text = path.read_text(encoding="utf-8")
     failed = False
     if args.summary:
-        rows = []
+        rows, measured = [], {}
         for run in map(Path, args.run):
             cfg = read_run_config(run)
-            rows.append(readme.summary_row(Results.read(run, cfg), run_facts(run, cfg)))
+            facts = run_facts(run, cfg)
+            rows.append(readme.summary_row(Results.read(run, cfg), facts))
+            measured[cfg.name] = facts.scale
+        pending = readme.pending_rows(measured)
         try:
             if args.check:
-                for p in (problems := readme.check_summary(text, rows)):
+                for p in (problems := readme.check_summary(text, rows, pending)):
                     print(f"pbrf: {path} [summary]: {p}", file=sys.stderr)
                 if not problems:
                     print(f"{path}: every line of block 'summary' is reproduced by the runs")
                 return 1 if problems else 0
-            text = readme.replace(text, readme.SUMMARY, readme.render_summary(rows))
+            text = readme.replace(text, readme.SUMMARY, readme.render_summary(rows, pending))
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         write_text(path, text)

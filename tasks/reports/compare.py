@@ -269,13 +269,14 @@ def dominates(share: float) -> str:
 def preset_notes(cfg: Any) -> tuple[str, tuple[str, ...]]:
     """(which scale of its preset this run is, the preset's notes): the choices where the paper
     is silent. The scale is the one whose config equals the run's, ignoring ``data.root`` and
-    ``device``; "" when overrides changed anything else."""
+    the ambient keys ``device`` and ``kernel`` (they change last bits, not what was run); ""
+    when overrides changed anything else."""
     from pbrf.study.presets import PRESETS, load_preset
 
     preset = PRESETS.get(cfg.name)
     if preset is None:
         return "", ()
-    same = {"data.root": cfg.data.root, "device": cfg.device}
+    same = {"data.root": cfg.data.root, "device": cfg.device, "kernel": cfg.kernel}
     for scale in preset.scale_names():
         if load_preset(cfg.name, same, None if scale == "default" else scale) == cfg:
             return scale, preset.notes

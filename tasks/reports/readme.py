@@ -212,9 +212,39 @@ def summary_row(res: Results, facts: RunFacts) -> str:
     )
 
 
-def render_summary(rows: list[str]) -> str:
-    """The reproduction summary: one line per measured row (markers included)."""
+CPU_MODELS = ("mlp", "logistic_regression")  # a tabular row of these fits a CPU (concrete-mlp)
+
+
+def pending_rows(measured: dict[str, str | None]) -> list[str]:
+    """One line per row of Tables 5 and 2 not measured at the paper's settings (``measured``:
+    preset → the scale it ran at), with what it needs and the one command that runs it."""
+    from pbrf.study.presets import PRESETS, load_preset
+
+    lines = []
+    for name, preset in PRESETS.items():
+        if preset.paper_row is None or "paper" not in preset.scales:
+            continue  # stand-ins and appendix studies are not table rows
+        scale = measured.get(name, "")
+        if name in measured and not preset.scales.get(scale or "default"):
+            continue  # measured with the paper's settings
+        cfg = load_preset(name, scale="paper")
+        tabular = cfg.model.name in CPU_MODELS and len(cfg.data.signature().input_shape) == 1
+        needs = "its data files" if tabular else "a GPU and the full data set"
+        device = "" if tabular else " --device cuda"
+        done = f"; measured here at the `{scale}` scale" if name in measured else ""
+        model, dataset = preset.paper_row
+        lines.append(
+            f"- `{name}` ({model} on {dataset}{done}): needs {needs}: "
+            f"`pbrf data fetch {cfg.data.name} && pbrf run {name}{device}`"
+        )
+    return lines
+
+
+def render_summary(rows: list[str], pending: list[str] = ()) -> str:  # type: ignore[assignment]
+    """The reproduction summary: one line per measured row, then the rows not measured at the
+    paper's settings with their commands (markers included)."""
     start, end = _markers(SUMMARY)
+    rest = ["", "Not measured here at the paper's settings:", "", *pending] if pending else []
     return "\n".join(
         [
             start,
@@ -223,6 +253,7 @@ def render_summary(rows: list[str]) -> str:
             "| difference: ours [95 % CI] / paper | compute |",
             "|---|---|---|---|---|---|---|",
             *rows,
+            *rest,
             end,
         ]
     )
@@ -233,10 +264,11 @@ def _numbers(row: str) -> str:
     return row.rstrip(" |").rsplit(" | ", 1)[0]
 
 
-def check_summary(text: str, rows: list[str]) -> list[str]:
+def check_summary(text: str, rows: list[str], pending: list[str] = ()) -> list[str]:  # type: ignore[assignment]
     """Where the summary block differs from the rows the runs give (it states no number of its
     own: each is a reading of a run's tables, so they must match exactly; the last cell, the
-    compute time, is not compared: it differs between runs of the same code)."""
+    compute time, is not compared: it differs between runs of the same code), and from the
+    list of rows still to measure (exactly)."""
     start, end = _markers(SUMMARY)
     i, j = text.find(start), text.find(end)
     if i < 0 or j < 0:
@@ -245,6 +277,11 @@ def check_summary(text: str, rows: list[str]) -> list[str]:
         line.split(" | ")[0]: line for line in text[i:j].splitlines() if line.startswith("| `")
     }
     problems = []
+    listed = [line for line in text[i:j].splitlines() if line.startswith("- `")]
+    if listed != list(pending):
+        problems.append(
+            "summary: the rows not measured should read\n  " + "\n  ".join(pending or ["(none)"])
+        )
     for row in rows:
         key = row.split(" | ")[0]
         if key not in stated:

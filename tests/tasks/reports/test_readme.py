@@ -119,4 +119,15 @@ def test_reproduction_block_pairs_the_paper_setting_and_states_the_findings(
     doc.write_text(written.replace(f"{f.share:.1%}", "12.3%"))
     assert main(["readme", "--summary", str(run), "--file", str(doc), "--check"]) == 1
     assert "summary: " in capsys.readouterr().err
+    # every row of Tables 5 and 2 not measured at the paper's settings is listed, with its command
+    pending = readme.pending_rows({cfg.name: "smoke", "mnist-mlp": "cpu", "concrete-mlp": "paper"})
+    assert "- `ptb-transformer` (transformer_lm on ptb): needs a GPU" in "\n".join(pending)
+    assert any(p.startswith("- `mnist-mlp` (mlp on mnist; measured here at the `cpu` scale)")
+               for p in pending)  # fmt: skip
+    assert not any("`concrete-mlp`" in p or "digits-mislabel" in p for p in pending)
+    assert any(p.endswith("`pbrf data fetch energy && pbrf run energy-mlp`") for p in pending)
+    assert all(line in written for line in readme.pending_rows({cfg.name: "smoke"}))
+    doc.write_text("\n".join(x for x in written.splitlines() if "`energy-mlp`" not in x))
+    assert main(["readme", "--summary", str(run), "--file", str(doc), "--check"]) == 1
+    assert "the rows not measured should read" in capsys.readouterr().err
     assert main(["readme", "--summary", str(run), "--name", "y", "--file", str(doc)]) == 2
