@@ -7,8 +7,9 @@ from __future__ import annotations
 class LissaDivergenceError(FloatingPointError):
     """LiSSA's iterates left the bound a convergent series obeys (or became non-finite).
 
-    The series of Eq. 51 converges only when ``σ > λ_max + λ``; a minibatch curvature
-    (Eq. 52) can exceed the full-data ``λ_max`` that ``σ`` was set from.
+    The series of Eq. 51 converges only when ``σ > (λ_max + λ)/2`` (without overshoot when
+    ``σ > λ_max + λ``); a minibatch curvature (Eq. 52) can exceed the full-data ``λ_max`` that
+    ``σ`` was set from.
     """
 
     def __init__(

@@ -4,9 +4,11 @@ Recursion, per repeat r and row j (``A_t`` the curvature of the t-th sampled bat
 
     h_0 = v,    h_t = v + (1 − λ/σ) h_{t−1} − A_t h_{t−1} / σ,    x_r = h_T / σ
 
-and the estimate is the mean of ``x_r`` over R repeats. The series converges when
-``σ > λ_max(A) + λ``; then ``‖h_t‖ ≤ min(t + 1, σ/λ) ‖v‖``, so an iterate far above that bound
-(or a non-finite one) means divergence and raises :class:`LissaDivergenceError`.
+and the estimate is the mean of ``x_r`` over R repeats. For a PSD curvature the series
+converges exactly when every factor ``1 − (a + λ)/σ`` of an eigenvalue ``a`` lies in (−1, 1),
+i.e. ``σ > (λ_max(A) + λ)/2``; with ``σ > λ_max + λ`` every factor is in [0, 1) (no
+overshoot) and ``‖h_t‖ ≤ min(t + 1, σ/λ) ‖v‖``, so an iterate far above that bound (or a
+non-finite one) means divergence and raises :class:`LissaDivergenceError`.
 With scale σ and depth T the recursion acts like T gradient-descent steps of size 1/σ on the
 damped quadratic of Eq. 50: it resolves curvature directions above roughly σ/T, and ``T/σ`` (the
 *horizon*) is the total step length it takes.
@@ -114,10 +116,17 @@ def lissa(
         sigma = scale_factor * (eig + damping)
     else:
         sigma = float(scale)
-        if eig is not None and sigma <= eig + damping:
+        top = None if eig is None else eig + damping
+        if top is not None and sigma <= top / 2:
             warnings.append(
-                f"scale σ = {sigma:.4g} ≤ λ_max + λ = {eig + damping:.4g}: the series diverges "
+                f"scale σ = {sigma:.4g} ≤ (λ_max + λ)/2 = {top / 2:.4g}: the series diverges "
                 "as the depth grows"
+            )
+        elif top is not None and sigma <= top:
+            warnings.append(
+                f"scale σ = {sigma:.4g} ≤ λ_max + λ = {top:.4g}: the series converges, but in "
+                f"the top curvature directions each step overshoots (factor "
+                f"{1 - top / sigma:.3g} per step instead of one in [0, 1))"
             )
     vnorm = v2.norm(dim=-1)
     safe = torch.where(vnorm > 0, vnorm, 1.0)

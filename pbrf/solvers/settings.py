@@ -47,7 +47,8 @@ class LissaSettings(_Settings):
     scale: float | Literal["auto"] = Field(
         "auto",
         description=(
-            "σ of Eq. 51, > 0; the series converges only when σ > λ_max + λ. 'auto' sets "
+            "σ of Eq. 51, > 0; the series converges only when σ > (λ_max + λ)/2, without "
+            "overshoot when σ > λ_max + λ. 'auto' sets "
             "σ = scale_factor · (λ_max + λ) from a top-eigenvalue estimate"
         ),
     )

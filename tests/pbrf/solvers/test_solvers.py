@@ -413,11 +413,24 @@ def test_lissa_records_unconverged_power_iteration_and_a_small_fixed_scale(spd):
     assert res.eigen is not None and not res.eigen.converged and res.eigen.iterations == 2
     assert not res.converged and "did not converge in 2" in res.warnings[0]
     # v along the eigenvalue-1 direction of diag(1, 1000): no blow-up yet, but σ = 10 is below
-    # the λ_max + λ it was told, so deeper recursions on other vectors would diverge
+    # half the λ_max + λ it was told, so deeper recursions on other vectors would diverge
     a = torch.diag(torch.tensor([1.0, 1000.0], dtype=DTYPE))
     e1 = torch.tensor([[1.0, 0.0]], dtype=DTYPE)
     res = lissa(lambda m: m @ a, e1, depth=2, scale=10.0, damping=0.1, top_eigenvalue=1000.0)
-    assert not res.converged and "σ = 10 ≤ λ_max + λ = 1000" in res.warnings[0]
+    assert not res.converged and "σ = 10 ≤ (λ_max + λ)/2 = 500" in res.warnings[0]
+    assert "diverges" in res.warnings[0]
+
+
+def test_lissa_between_half_and_all_of_the_top_eigenvalue_converges_with_overshoot():
+    """(λ_max + λ)/2 < σ ≤ λ_max + λ: the factor 1 − (λ_max + λ)/σ is in (−1, 0), so the series
+    still converges, to the exact solve, with a warning naming the overshoot."""
+    a = torch.diag(torch.tensor([1.0, 19.0], dtype=DTYPE))
+    v = torch.tensor([[1.0, 1.0]], dtype=DTYPE)
+    res = lissa(lambda m: m @ a, v, depth=400, scale=12.0, damping=0.1, top_eigenvalue=19.0)
+    exact = torch.linalg.solve(a + 0.1 * torch.eye(2, dtype=DTYPE), v[0])
+    torch.testing.assert_close(res.x[0], exact, rtol=1e-10, atol=1e-12)
+    assert not res.converged and "σ = 12 ≤ λ_max + λ = 19.1" in res.warnings[0]
+    assert "converges" in res.warnings[0] and "-0.592" in res.warnings[0]
 
 
 @pytest.mark.parametrize(

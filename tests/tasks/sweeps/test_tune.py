@@ -62,7 +62,7 @@ def test_cli_writes_the_choice_and_rejects_bad_grids(tmp_path: Path) -> None:
 
 
 def test_lissa_scale_is_the_smallest_convergent_one_of_the_grid(tmp_path: Path) -> None:
-    """On the study's own θˢ: a σ below λ_max + λ (the series' radius) diverges and is passed
+    """On the study's own θˢ: a σ below (λ_max + λ)/2 (the series' radius) diverges and is passed
     over; the first σ above it is chosen, and the study then reuses the base nodes."""
     cfg = smoke_config(influence__solver__batch_size=None, influence__solver__repeats=1)
     run = tmp_path / "run"
