@@ -24,7 +24,9 @@ from typing import Any
 SWEEP = "{1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001}"
 LISSA_SCALE = (
     "LiSSA scale σ = 1.5·(λ_max + λ) from power iteration; the paper tuned σ in "
-    "{10, 25, …, 500} per row until LiSSA converged and reports no chosen value"
+    "{10, 25, …, 500} per row until LiSSA converged and reports no chosen value; "
+    "`pbrf tune PRESET --lissa-scale` runs that procedure (concrete-mlp: σ = 10 converges, "
+    "horizon T/σ = 500 against 172 with this rule; docs/results/concrete-mlp/lissa_scale.json)"
 )
 MATCHED = (
     "PBRF trained for LiSSA's horizon (η·S = T/σ, docs/method.md §3); the paper's own setting "
@@ -230,7 +232,7 @@ _REGRESSION_LR = (
 _CONCRETE_LR = (
     "chosen by that procedure here: `pbrf tune concrete-mlp` trained θˢ at every rate of the grid "
     "on UCI Concrete and 0.1 had the lowest validation loss (0.0356; 0.03: 0.0399, 0.3: 0.0411, "
-    "0.01: 0.0632; runs/concrete-mlp-tune/tune.json records every rate)"
+    "0.01: 0.0632; docs/results/concrete-mlp/tune.json records every rate)"
 )
 _CLASSIFICATION_LR = "the rate of the default study's MLP (digits-mlp) for the same architecture"
 _TENTH = (
