@@ -81,6 +81,7 @@ def test_cpu_scale_runs_the_row_on_real_mnist_digits_and_lists_every_reduction(
         "train.epochs": "K = ",
         "influence.solver.depth": "LiSSA",
         "retrain.variants": "horizon-matched PBRFs",
+        "train.optimizer.lr": "chosen by the paper's procedure at this scale: `pbrf tune",
     }
     for key in changed:  # every reduction beyond the data is named in a note
         assert any(words[key] in n for n in notes), key
