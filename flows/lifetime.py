@@ -63,10 +63,3 @@ def stop_workers(timeout: float = 2.0) -> None:
     for child in children:
         with contextlib.suppress(Exception):
             child.join(max(0.0, deadline - time.monotonic()))
-    if children:
-        from multiprocessing import util
-
-        # unlink the pool's semaphores now: the hard exit that follows skips multiprocessing's
-        # exit handlers, and the resource tracker would then warn about them on stderr
-        with contextlib.suppress(Exception):
-            util._run_finalizers(0)

@@ -28,12 +28,23 @@ def apply() -> None:
         os.environ.setdefault(key, value)
 
 
+# -W filters for processes Python starts itself (multiprocessing passes sys.warnoptions on): the
+# resource tracker of the worker processes, which after an interrupt unlinks the pool's
+# semaphores as it should and then warns that it had to
+CHILD_WARNING_FILTERS = ("ignore:resource_tracker:UserWarning",)
+
+
 def quiet_warnings() -> None:
     """Hide warnings that are not the user's concern: torchvision's import-time use of a
-    deprecated torch.jit API. The CLI and every worker process call it."""
+    deprecated torch.jit API, and the resource tracker's note on cleaning up after an
+    interrupt. The CLI and every worker process call it."""
+    import sys
     import warnings
 
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+    for option in CHILD_WARNING_FILTERS:
+        if option not in sys.warnoptions:
+            sys.warnoptions.append(option)
 
 
 def quiet_console() -> None:
