@@ -400,11 +400,18 @@ PAPER_ROWS: dict[str, dict[str, Any]] = {
                 **_CPU_DATA,
                 "model.width": 256,
                 "train.epochs": 200,
+                "train.optimizer.lr": 0.003,
                 "retrain.variants": _CPU_VARIANTS,
             },
             _cpu_notes(
                 "MLP 2×256 instead of 2×1024 (about 7× fewer weights)",
                 "K = 200 base epochs instead of 1000 (retraining K/2 = 100)",
+                _cpu_lr_note(
+                    "mnist-mlp",
+                    0.003,
+                    "0.380; 0.01: 0.382, 0.001: 0.455, 0.03: 0.459, 0.1: 0.481, 0.3: 0.484, "
+                    "1: diverged",
+                ),
             ),
         ),
     ),
