@@ -25,6 +25,7 @@ from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
 from flows.runners import (  # noqa: E402
     dask_gpu_slots,
+    head_start,
     is_dask,
     placement,
     submission_order,
@@ -78,7 +79,11 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     if cfg.device.startswith("cuda") and not gpu_slots and is_dask(runner):
         get_run_logger().warning("no Dask worker advertises a GPU resource (--resources GPU=1)")
     futures = {}
+    held = type(runner).__name__ == "ProcessPoolTaskRunner"  # influence first (head_start)
     for node in submission_order(plan):
+        if held and node.step == "retrain":
+            head_start(plan, futures)
+            held = False
         with placement(cfg.device, node.step, on_dask=gpu_slots > 0):
             futures[node.id] = submit_node(
                 node.id,

@@ -14,7 +14,12 @@ import pytest
 from pipeline_fixtures import smoke_config
 from repo_root import REPO
 
-from flows.runners import PROCESS_MIN_SECONDS, local_workers, submission_order, task_runner
+from flows.runners import (
+    PROCESS_MIN_SECONDS,
+    local_workers,
+    submission_order,
+    task_runner,
+)
 from pbrf.data.errors import DataFilesMissingError, MalformedDataError
 from pbrf.solvers.errors import LissaDivergenceError
 from pbrf.trainer import NonFiniteLossError
