@@ -5,7 +5,7 @@
   of the tabular rows are small, so a step spends much of its time in Python dispatching small
   ops; as threads of one process the nodes share one interpreter lock and the forward-mode AD
   lock (:mod:`flows.prefect_tasks`), as processes they run in parallel (``concrete-mlp``:
-  6.4 → 4.5 min end to end on 2 cores). Workers ignore Ctrl-C, die with ``pbrf`` and are killed
+  6.4 → 4.3 min end to end on 2 cores). Workers ignore Ctrl-C, die with ``pbrf`` and are killed
   by its interrupt handling (:mod:`flows.lifetime`).
 * Otherwise, with no address: Prefect's ``ThreadPoolTaskRunner`` in the flow's process (the
   default of the flows, and of GPU studies: their nodes share the device through a lock).
