@@ -94,9 +94,10 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
                 wait_for=[futures[u] for u in node.upstream],
             )
     nodes = {}
-    for node_id, fut in futures.items():
+    for node in plan:  # in the plan's order, whatever order they were submitted in
+        fut = futures[node.id]
         record = fut.result()
-        nodes[node_id] = {**record, "state": fut.state.name}
+        nodes[node.id] = {**record, "state": fut.state.name}
     from flows.drift import code_note, record_run
     from flows.publish import artifact_scope, publish
     from tasks.engine.context import environment
