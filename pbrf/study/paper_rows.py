@@ -478,17 +478,18 @@ PAPER_ROWS: dict[str, dict[str, Any]] = {
             {
                 **_CPU_DATA,
                 "train.epochs": 40,
+                "train.optimizer.lr": 0.003,
                 "influence.solver.depth": 1000,
                 "retrain.variants": _CPU_VARIANTS,
             },
             _cpu_notes(
                 "K = 40 base epochs instead of 200 (retraining K/2 = 20)",
                 "LiSSA depth 1000 instead of 10000 (R = 5 repeats kept)",
-                "learning rate 0.01, the paper scale's; the paper's procedure at this scale "
-                "(`pbrf tune mnist-lenet --scale cpu`, 3,600/400 of the training digits) picks "
-                "0.003 (validation loss 0.202; 0.1: 0.211, 0.01: 0.214, 0.03: 0.235, 0.001: "
-                "0.293, 0.3: 2.31, 1: 2.32; docs/results/mnist-lenet/tune.json); the committed "
-                "run used 0.01, `--set train.optimizer.lr=0.003` runs the chosen rate",
+                _cpu_lr_note(
+                    "mnist-lenet",
+                    0.003,
+                    "0.202; 0.1: 0.211, 0.01: 0.214, 0.03: 0.235, 0.001: 0.293, 0.3: 2.31, 1: 2.32",
+                ),
             ),
         ),
     ),
