@@ -148,10 +148,12 @@ def runner_for(cfg, args: argparse.Namespace, seconds: float):
 
     if getattr(args, "dask_address", None):
         return task_runner(args.dask_address)
-    requested = getattr(args, "workers", None)
-    if requested is not None and requested < 0:
-        raise ConfigError(f"--workers must be ≥ 0, got {requested}")
-    workers = local_workers(cfg.device, study_parallel(cfg), seconds, requested)
+    try:
+        workers = local_workers(
+            cfg.device, study_parallel(cfg), seconds, getattr(args, "workers", None)
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return task_runner(workers=workers)
 
 

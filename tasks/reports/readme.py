@@ -10,6 +10,7 @@ README can only claim what a run of the committed code reproduces.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,7 +241,7 @@ def pending_rows(measured: dict[str, str | None]) -> list[str]:
     return lines
 
 
-def render_summary(rows: list[str], pending: list[str] = ()) -> str:  # type: ignore[assignment]
+def render_summary(rows: Sequence[str], pending: Sequence[str] = ()) -> str:
     """The reproduction summary: one line per measured row, then the rows not measured at the
     paper's settings with their commands (markers included)."""
     start, end = _markers(SUMMARY)
@@ -264,7 +265,7 @@ def _numbers(row: str) -> str:
     return row.rstrip(" |").rsplit(" | ", 1)[0]
 
 
-def check_summary(text: str, rows: list[str], pending: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+def check_summary(text: str, rows: Sequence[str], pending: Sequence[str] = ()) -> list[str]:
     """Where the summary block differs from the rows the runs give (it states no number of its
     own: each is a reading of a run's tables, so they must match exactly; the last cell, the
     compute time, is not compared: it differs between runs of the same code), and from the

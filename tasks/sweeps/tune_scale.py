@@ -6,8 +6,9 @@ algorithm converges." Read here as: the smallest σ of the grid whose recursion 
 the config's depth, repeats, minibatch and damping) does not diverge — a smaller σ is a longer
 horizon T/σ, closer to the exact inverse, so the smallest convergent one is the natural pick.
 
-The recursion runs on the study's own θˢ and removal gradients: the study's ``prepare``,
-``train_base`` and ``select`` nodes are run (or reused) in its run directory first, so a later
+The recursion runs on the study's own θˢ and removal gradients: the nodes the influence node
+depends on (``prepare``, ``train_base``, ``select``, ``spectrum``) are run (or reused) in the
+study's run directory first, so a later
 ``pbrf run --set influence.solver.scale=<σ>`` reuses them. Divergence is the solver's own test
 (:class:`pbrf.solvers.LissaDivergenceError`, raised at the first step whose norm leaves the
 series' bound), so a diverging σ costs only the steps up to its detection.
@@ -38,9 +39,9 @@ def tune_lissa_scale(root: Path, cfg: Any, grid: tuple[float, ...] = SCALE_GRID)
     plan = build_plan(cfg.model_dump(mode="json"))
     influence = plan["influence"]
     write_run_config(root, cfg)
-    needed = {"prepare", "train_base", "select"}
-    for node in plan:
-        if node.step in needed and node.id in _ancestors(plan, influence.id):
+    ancestors = _ancestors(plan, influence.id)
+    for node in plan:  # in the plan's (topological) order; the study reuses them
+        if node.id in ancestors:
             run_node(root, cfg, node.id, plan=plan)
     ctx = StepContext(root=root, config=cfg, plan=plan, node=influence)
     ds = load_data(ctx)

@@ -115,3 +115,11 @@ def test_worker_processes_write_the_tables_a_run_of_threads_writes(tmp_path: Pat
             continue  # run-specific timings
         a, b = pd.read_parquet(procs / rel), pd.read_parquet(threads / rel)
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=str(rel))
+
+
+def test_a_negative_worker_count_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    from flows.cli import main
+
+    argv = ["run", "digits-mlp", "--scale", "smoke", "--workers", "-1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--workers must be ≥ 0, got -1" in capsys.readouterr().err
