@@ -46,6 +46,7 @@ from pbrf.solvers import (
     dense_solve,
     dual_solve,
     lissa,
+    lissa_grid,
     power_iteration,
 )
 
@@ -83,7 +84,7 @@ class IHVPResult:
     ``converged`` is False whenever ``warnings`` is not empty. ``info`` holds JSON-friendly
     scalars (and lists for per-right-hand-side values); keys by solver —
     lissa: ``scale, top_eigenvalue, top_eigenvalue_source, power_iterations, power_converged,
-    depth, repeats, batch_size, horizon``;
+    depth, repeats, batch_size, horizon, scale_trials`` (``scale='grid'``: each σ tried);
     cg: ``iterations, iterations_per_rhs, max_residual, residuals, restarts, max_iter, tol``;
     exact: ``method, factorization, compute_dtype, rank, matrix_size, matrix_bytes,
     max_residual, residuals, refinements``.
@@ -235,11 +236,6 @@ def bottom_eigenvalue(op: Matvec, theta: Tensor, shift: float, iters: int) -> fl
     return value if math.isfinite(value) else None
 
 
-_DIVERGENCE_FIELDS = (
-    "step", "depth", "repeat", "ratio", "bound", "scale", "damping", "top_eigenvalue", "rhs",
-)  # fmt: skip
-
-
 def inverse_curvature_product(
     problem: Problem,
     theta: Tensor,
@@ -260,7 +256,9 @@ def inverse_curvature_product(
 
     * :class:`~pbrf.solvers.LissaSettings` — Eq. 51–52, minibatches of ``batch_size`` (None:
       the full data). ``scale="auto"`` uses ``top_eigenvalue`` when given (e.g. from
-      :func:`top_curvature_eigenvalue`), else runs power iteration on the full-data curvature.
+      :func:`top_curvature_eigenvalue`), else runs power iteration on the full-data curvature;
+      ``scale="grid"`` takes the smallest σ of ``scale_grid`` that does not diverge
+      (:func:`pbrf.solvers.lissa_grid`).
     * :class:`~pbrf.solvers.CGSettings` — Eq. 50 on the full data.
     * :class:`~pbrf.solvers.ExactSettings` — a direct solve in float64 whatever the dtype of θ:
       the dual (Woodbury) solve through the ``(N·r)²`` kernel of the GNH factor when
@@ -431,12 +429,14 @@ def _lissa(
         full = curvature_matvec(problem, theta, x, t, "gnh", chunk_size, kernel)
     else:
         full = _operator(problem, theta, x, t, curvature, chunk_size)
-    if batch is None or batch == n:
-        assert full is not None
-        matvec = full
-    else:
+
+    def make_matvec() -> Matvec:  # a fresh draw of minibatches, the same for every call
+        if batch is None or batch == n:
+            assert full is not None
+            return full
         gen = torch.Generator().manual_seed(settings.seed)
-        matvec = sampled_matvec(problem, theta, x, t, batch, gen, curvature, kernel)
+        return sampled_matvec(problem, theta, x, t, batch, gen, curvature, kernel)
+
     own_eigen = None  # the Hessian's λ_max: the algebraic top, not the largest magnitude
     if curvature == "hessian" and settings.scale == "auto" and top_eigenvalue is None:
         assert full is not None
@@ -446,26 +446,32 @@ def _lissa(
         )  # fmt: skip
         top_eigenvalue = own_eigen.value
     try:
-        res = lissa(
-            matvec,
-            v,
-            depth=settings.depth,
-            scale=settings.scale,
-            damping=damping,
-            repeats=settings.repeats,
-            scale_factor=settings.scale_factor,
-            top_eigenvalue=top_eigenvalue,
-            eigen_matvec=full,
-            power_iters=settings.power_iters,
-            progress=progress,
-        )
+        if settings.scale == "grid":
+            res = lissa_grid(
+                make_matvec, v, grid=settings.scale_grid, depth=settings.depth, damping=damping,
+                repeats=settings.repeats, top_eigenvalue=top_eigenvalue, progress=progress,
+            )  # fmt: skip
+        else:
+            res = lissa(
+                make_matvec(),
+                v,
+                depth=settings.depth,
+                scale=settings.scale,
+                damping=damping,
+                repeats=settings.repeats,
+                scale_factor=settings.scale_factor,
+                top_eigenvalue=top_eigenvalue,
+                eigen_matvec=full,
+                power_iters=settings.power_iters,
+                progress=progress,
+            )
     except LissaDivergenceError as exc:
         if curvature != "hessian":
             raise
         op = full or _operator(problem, theta, x, t, curvature, chunk_size)
         raise HessianDivergenceError(
             min_eigenvalue=bottom_eigenvalue(op, theta, exc.scale, settings.power_iters),
-            **{k: getattr(exc, k) for k in _DIVERGENCE_FIELDS},
+            **exc.fields(),
         ) from exc
     eigen = res.eigen or own_eigen
     source = "power_iteration" if eigen else "given" if top_eigenvalue is not None else None
@@ -479,6 +485,7 @@ def _lissa(
         "repeats": res.repeats,
         "batch_size": batch,
         "horizon": res.horizon,
+        "scale_trials": [trial.describe() for trial in res.trials] or None,
     }
     warnings = res.warnings
     if own_eigen is not None and not own_eigen.converged:

@@ -99,11 +99,27 @@ def matched(cfg: Config) -> bool:
     )
 
 
+def scale_rule(cfg: Config) -> str | None:
+    """How LiSSA's σ is set: ``"auto"`` (from the ``spectrum`` node's λ_max), ``"grid"`` (the
+    influence node runs Appendix E.3's procedure and records σ in its ``solver`` table),
+    ``"fixed"``; ``None`` when the solver is not LiSSA."""
+    if not lissa(cfg):
+        return None
+    scale = get_key(cfg, "influence.solver.scale")
+    return scale if scale in ("auto", "grid") else "fixed"
+
+
+def scale_inputs(cfg: Config) -> tuple[str, ...]:
+    """The artifact a node that needs LiSSA's σ reads it from."""
+    return {"auto": ("spectrum",), "grid": ("solver",)}.get(scale_rule(cfg) or "", ())
+
+
 def needs_spectrum(cfg: Config) -> bool:
-    """λ_max of the curvature is needed: LiSSA's automatic scale, or a matched PBRF horizon."""
-    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
+    """λ_max of the curvature is needed: LiSSA's automatic scale, or a matched PBRF horizon
+    (unless the influence node chooses σ from the grid)."""
     pbrf = {"pbrf", "linearized_pbrf"} & set(get_key(cfg, "retrain.variants"))
-    return auto or bool(pbrf and matched(cfg)) or _mislabel_matched(cfg)
+    derived = bool(pbrf and matched(cfg)) or _mislabel_matched(cfg)
+    return scale_rule(cfg) == "auto" or (derived and scale_rule(cfg) != "grid")
 
 
 def mislabel(cfg: Config) -> bool:
@@ -161,9 +177,8 @@ def _retrain_reads(cfg: Config, p: Params) -> tuple[str, ...]:
         "damping",
         "influence.solver.name",  # matched only to LiSSA
     )
-    if matched(cfg):  # S is derived from T/σ, σ = scale_factor·(λ_max + λ) or given
-        auto = get_key(cfg, "influence.solver.scale") == "auto"
-        return own + _LISSA_HORIZON + (_SCALE if auto else ())
+    if matched(cfg):  # S from T/σ; σ = scale_factor·(λ_max + λ), from the grid, or given
+        return own + _LISSA_HORIZON + (_SCALE if scale_rule(cfg) == "auto" else ())
     if get_key(cfg, "retrain.pbrf.epochs") is None:  # explicit, defaulting to K/2
         return (*own, "retrain.pbrf.epochs", "retrain.epochs_fraction")
     return (*own, "retrain.pbrf.epochs")
@@ -173,16 +188,14 @@ def _retrain_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     base = ("dataset", "theta_s", "removed")
     if p["variant"] == "cold":
         base += ("theta0", "orders")
-    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
-    if p["variant"] in ("pbrf", "linearized_pbrf") and matched(cfg) and auto:
-        base += ("spectrum",)
+    if p["variant"] in ("pbrf", "linearized_pbrf") and matched(cfg):
+        base += scale_inputs(cfg)
     return base
 
 
 def _influence_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
     base = ("dataset", "theta_s", "removed", "test_points")
-    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
-    return base + (("spectrum",) if auto else ())
+    return base + (("spectrum",) if scale_rule(cfg) == "auto" else ())
 
 
 def _prepare_reads(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -201,8 +214,7 @@ def _self_pbrf_reads(cfg: Config, p: Params) -> tuple[str, ...]:
 
 
 def _self_pbrf_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
-    auto = lissa(cfg) and get_key(cfg, "influence.solver.scale") == "auto"
-    return ("dataset", "theta_s", *(("spectrum",) if _mislabel_matched(cfg) and auto else ()))
+    return ("dataset", "theta_s", *(scale_inputs(cfg) if _mislabel_matched(cfg) else ()))
 
 
 def _report_inputs(cfg: Config, p: Params) -> tuple[str, ...]:
@@ -312,6 +324,19 @@ STEPS: dict[str, Step] = {
             outputs={"spectrum": "spectrum/spectrum.parquet"},
         ),
         Step(
+            name="influence",
+            function="tasks.steps.influence:influence",
+            doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
+            reads=("influence", "damping", "eval_dtype"),
+            inputs=_influence_inputs,
+            forward_ad=_influence_forward_ad,
+            outputs={
+                "influence_delta": "influence/delta.pt",
+                "influence_removals": "influence/removals.parquet",
+                "solver": "influence/solver.parquet",
+            },
+        ),
+        Step(
             name="retrain",
             function="tasks.steps.retrain:retrain",
             doc="train one variant's optima for a shard of the removals, as one vmapped run",
@@ -323,19 +348,6 @@ STEPS: dict[str, Step] = {
                 "variant_delta": "retrain/{variant}/shard-{shard}/delta.pt",
                 "variant_removals": "retrain/{variant}/shard-{shard}/removals.parquet",
                 "variant_history": "retrain/{variant}/shard-{shard}/history.parquet",
-            },
-        ),
-        Step(
-            name="influence",
-            function="tasks.steps.influence:influence",
-            doc="(C + λI)⁻¹ g_z for all removals, predicted test-loss changes, self-influence",
-            reads=("influence", "damping", "eval_dtype"),
-            inputs=_influence_inputs,
-            forward_ad=_influence_forward_ad,
-            outputs={
-                "influence_delta": "influence/delta.pt",
-                "influence_removals": "influence/removals.parquet",
-                "solver": "influence/solver.parquet",
             },
         ),
         Step(

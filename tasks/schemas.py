@@ -124,6 +124,7 @@ SOLVER = _t(
     ("method", _str, "exact solve: the factorization used"),
     ("converged", _bool, "the solver met its tolerance (CG), or its factorization held (exact)"),
     ("warnings", _str, "the solver's warnings, '; '-separated (empty when none)"),
+    ("scale_trials", _str, "LiSSA scale='grid': every σ tried, '; '-separated (else null)"),
 )
 
 SPECTRUM = _t(

@@ -99,13 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", help="comma-separated rates (default: the paper's grid for the optimizer)"
     )
     tu.add_argument("--out", help="directory for tune.json (default runs/<preset>[-<scale>]-tune)")
-    tu.add_argument(
-        "--lissa-scale",
-        action="store_true",
-        help="tune LiSSA's σ instead, as the paper did: the smallest of {10, 25, 50, …, 500} "
-        "whose recursion converges, on the study's own θˢ (its base nodes run in "
-        "runs/<preset>[-<scale>] and are reused by the study); writes lissa_scale.json",
-    )
     _add_debug(tu)
     tu.set_defaults(func=_lazy("flows.cli.tune", "cmd_tune"))
 

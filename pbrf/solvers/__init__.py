@@ -8,13 +8,15 @@ from pbrf.solvers.cg import CGResult, conjugate_gradient
 from pbrf.solvers.errors import (
     HessianDivergenceError,
     LissaDivergenceError,
+    LissaGridDivergenceError,
     NonPositiveScaleError,
     NotPositiveDefiniteError,
 )
 from pbrf.solvers.exact import DirectResult, dense_solve, dual_solve, exact_solve
-from pbrf.solvers.lissa import LissaResult, lissa
+from pbrf.solvers.lissa import LissaResult, ScaleTrial, lissa, lissa_grid
 from pbrf.solvers.power import EigenEstimate, power_iteration, top_eigenvalue
 from pbrf.solvers.settings import (
+    SCALE_GRID,
     SOLVER_SETTINGS,
     CGSettings,
     ExactSettings,
@@ -23,6 +25,7 @@ from pbrf.solvers.settings import (
 )
 
 __all__ = [
+    "SCALE_GRID",
     "SOLVER_SETTINGS",
     "CGResult",
     "CGSettings",
@@ -31,16 +34,19 @@ __all__ = [
     "ExactSettings",
     "HessianDivergenceError",
     "LissaDivergenceError",
+    "LissaGridDivergenceError",
     "LissaResult",
     "LissaSettings",
     "NonPositiveScaleError",
     "NotPositiveDefiniteError",
+    "ScaleTrial",
     "SolverSettings",
     "conjugate_gradient",
     "dense_solve",
     "dual_solve",
     "exact_solve",
     "lissa",
+    "lissa_grid",
     "power_iteration",
     "top_eigenvalue",
 ]

@@ -37,12 +37,19 @@ class LissaDivergenceError(FloatingPointError):
         shown = list(rhs[:5]) + (["…"] if len(rhs) > 5 else [])
         if top_eigenvalue is None:
             cause = (
-                "λ_max was not estimated; the series needs σ > λ_max + λ, so σ is likely "
-                "below the curvature's largest eigenvalue plus the damping"
+                "λ_max was not estimated; the series needs σ > (λ_max + λ)/2, so σ is likely "
+                "below half the curvature's largest eigenvalue plus the damping"
+            )
+        elif scale <= (top_eigenvalue + damping) / 2:
+            cause = (
+                f"σ ≤ (λ_max + λ)/2 = {(top_eigenvalue + damping) / 2:.4g}: the series needs "
+                "σ > (λ_max + λ)/2"
             )
         elif scale <= top_eigenvalue + damping:
             cause = (
-                f"σ ≤ λ_max + λ = {top_eigenvalue + damping:.4g}: the series needs σ > λ_max + λ"
+                f"σ is above (λ_max + λ)/2 = {(top_eigenvalue + damping) / 2:.4g}, where the "
+                "full-data series converges with overshoot, but a sampled minibatch's curvature "
+                "(or an underestimated λ_max) exceeded 2σ − λ"
             )
         else:
             cause = (
@@ -58,6 +65,25 @@ class LissaDivergenceError(FloatingPointError):
 
     def __reduce__(self):  # keep the attributes when pickled (e.g. across processes)
         return (_rebuild, (type(self), self.__dict__.copy()))
+
+    def fields(self) -> dict:
+        """The keyword arguments that rebuild this divergence (for a more specific error)."""
+        keys = ("step", "depth", "repeat", "ratio", "bound", "scale", "damping")
+        return {k: getattr(self, k) for k in (*keys, "top_eigenvalue", "rhs")}
+
+
+class LissaGridDivergenceError(LissaDivergenceError):
+    """``scale='grid'`` (Appendix E.3's procedure) found no σ of the grid whose series stays
+    bounded. The other attributes describe the divergence at the grid's largest σ."""
+
+    def __init__(self, *, grid: tuple[float, ...], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.grid = tuple(grid)
+        shown = ", ".join(f"{g:g}" for g in self.grid)
+        self.args = (
+            f"LiSSA diverged at every scale of the grid {{{shown}}}; at the largest: "
+            f"{self.args[0]} Raise the damping, or add larger values to scale_grid.",
+        )
 
 
 class HessianDivergenceError(LissaDivergenceError):

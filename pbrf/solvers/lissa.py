@@ -17,18 +17,41 @@ damped quadratic of Eq. 50: it resolves curvature directions above roughly σ/T,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from pbrf.curvature import Matvec
-from pbrf.solvers.errors import LissaDivergenceError, NonPositiveScaleError
+from pbrf.solvers.errors import (
+    LissaDivergenceError,
+    LissaGridDivergenceError,
+    NonPositiveScaleError,
+)
 from pbrf.solvers.power import EigenEstimate, power_iteration
 
-__all__ = ["LissaDivergenceError", "LissaResult", "lissa"]
+__all__ = ["LissaDivergenceError", "LissaResult", "ScaleTrial", "lissa", "lissa_grid"]
+
+
+@dataclass(frozen=True)
+class ScaleTrial:
+    """One σ tried by :func:`lissa_grid`: diverged at ``step`` of ``repeat`` (``None``: the
+    series stayed bounded over all repeats, and σ was chosen)."""
+
+    scale: float
+    step: int | None = None
+    repeat: int | None = None
+    ratio: float | None = None
+
+    def describe(self) -> str:
+        if self.step is None:
+            return f"σ={self.scale:g}: bounded (chosen)"
+        return (
+            f"σ={self.scale:g}: diverged at step {self.step} of repeat {self.repeat} "
+            f"(‖h_t‖/‖v‖ = {self.ratio:.3g})"
+        )
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,7 @@ class LissaResult:
     eigen: EigenEstimate | None  # the power iteration, when this call ran one
     converged: bool  # finished without divergence and with no warning
     warnings: tuple[str, ...]
+    trials: tuple[ScaleTrial, ...] = ()  # scale='grid': every σ tried, the chosen one last
 
     @property
     def horizon(self) -> float:
@@ -160,6 +184,43 @@ def lissa(
         not warnings,
         tuple(warnings),
     )
+
+
+def lissa_grid(
+    make_matvec: Callable[[], Matvec],
+    v: Tensor,
+    *,
+    grid: Sequence[float],
+    depth: int,
+    damping: float,
+    repeats: int = 1,
+    top_eigenvalue: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LissaResult:
+    """Appendix E.3's procedure: LiSSA with the smallest σ of ``grid`` whose series does not
+    diverge (:class:`LissaDivergenceError`). The smallest bounded σ is the longest horizon T/σ,
+    the closest to the exact inverse. ``make_matvec()`` gives each σ a fresh curvature (the
+    same minibatch draws), so the result equals :func:`lissa` run at the chosen σ alone; a
+    diverging σ costs only the steps up to its detection. Raises
+    :class:`LissaGridDivergenceError` when every σ diverges."""
+    scales = sorted(float(g) for g in grid)
+    if not scales or not all(math.isfinite(g) and g > 0 for g in scales):
+        raise ValueError(f"grid must hold finite numbers > 0, got {list(grid)}")
+    trials: list[ScaleTrial] = []
+    last: LissaDivergenceError | None = None
+    for sigma in scales:
+        try:
+            res = lissa(
+                make_matvec(), v, depth=depth, scale=sigma, damping=damping, repeats=repeats,
+                top_eigenvalue=top_eigenvalue, progress=progress,
+            )  # fmt: skip
+        except LissaDivergenceError as exc:
+            trials.append(ScaleTrial(sigma, exc.step, exc.repeat, exc.ratio))
+            last = exc
+            continue
+        return replace(res, trials=(*trials, ScaleTrial(sigma)))
+    assert last is not None
+    raise LissaGridDivergenceError(grid=tuple(scales), **last.fields()) from last
 
 
 @dataclass(frozen=True)

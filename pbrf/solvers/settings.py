@@ -37,6 +37,10 @@ def _no_bool(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+SCALE_GRID = (10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0)
+"""The σ Appendix E.3 tuned LiSSA's scale over "so that the algorithm converges"."""
+
+
 class LissaSettings(_Settings):
     """LiSSA, the truncated Neumann series of Eq. 51 averaged over repeats (Eq. 52)."""
 
@@ -44,13 +48,20 @@ class LissaSettings(_Settings):
     depth: int = Field(
         5000, ge=1, description="recursion depth T of Eq. 51 (curvature products per repeat)"
     )
-    scale: float | Literal["auto"] = Field(
+    scale: float | Literal["auto", "grid"] = Field(
         "auto",
         description=(
             "σ of Eq. 51, > 0; the series converges only when σ > (λ_max + λ)/2, without "
             "overshoot when σ > λ_max + λ. 'auto' sets "
-            "σ = scale_factor · (λ_max + λ) from a top-eigenvalue estimate"
+            "σ = scale_factor · (λ_max + λ) from a top-eigenvalue estimate; 'grid' runs "
+            "Appendix E.3's procedure: the smallest σ of scale_grid whose recursion does not "
+            "diverge"
         ),
+    )
+    scale_grid: tuple[float, ...] = Field(
+        SCALE_GRID,
+        min_length=1,
+        description="with scale='grid': the σ tried, smallest first (Appendix E.3's grid)",
     )
     scale_factor: float = Field(
         1.5,
@@ -92,8 +103,17 @@ class LissaSettings(_Settings):
         if isinstance(v, str):
             return v
         if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"scale must be a finite number > 0 or 'auto', got {v!r}")
+            raise ValueError(f"scale must be a finite number > 0, 'auto' or 'grid', got {v!r}")
         return v
+
+    @field_validator("scale_grid")
+    @classmethod
+    def _grid(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (math.isfinite(x) and x > 0) for x in v):
+            raise ValueError(f"scale_grid must hold finite numbers > 0, got {list(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"scale_grid repeats a value: {list(v)}")
+        return tuple(sorted(v))
 
     @model_validator(mode="after")
     def _no_ignored_values(self) -> LissaSettings:
@@ -103,8 +123,13 @@ class LissaSettings(_Settings):
                 if getattr(self, key) != fields[key].default:
                     raise ValueError(
                         f"{key}={getattr(self, key)!r} is only used with scale='auto', but "
-                        f"scale={self.scale!r} is fixed"
+                        f"scale={self.scale!r}"
                     )
+        if self.scale != "grid" and self.scale_grid != fields["scale_grid"].default:
+            raise ValueError(
+                f"scale_grid={list(self.scale_grid)} is only used with scale='grid', but "
+                f"scale={self.scale!r}"
+            )
         if self.batch_size is None:
             if self.repeats != 1:
                 raise ValueError(

@@ -23,10 +23,10 @@ from typing import Any
 
 SWEEP = "{1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001}"
 LISSA_SCALE = (
-    "LiSSA scale σ = 1.5·(λ_max + λ) from power iteration; the paper tuned σ in "
-    "{10, 25, …, 500} per row until LiSSA converged and reports no chosen value; "
-    "`pbrf tune PRESET --lissa-scale` runs that procedure (concrete-mlp: σ = 10 converges, "
-    "horizon T/σ = 500 against 172 with this rule; docs/results/concrete-mlp/lissa_scale.json)"
+    "LiSSA scale σ by the paper's procedure (Appendix E.3, scale: grid): the influence node tries "
+    "σ = 10, 25, 50, 100, 150, 200, 250, 300, 400, 500 in increasing order and keeps the first "
+    "whose recursion does not diverge; the paper reports no chosen value, the run records every "
+    "σ tried (influence/solver.parquet, scale_trials)"
 )
 MATCHED = (
     "PBRF trained for LiSSA's horizon (η·S = T/σ, docs/method.md §3); the paper's own setting "
@@ -66,8 +66,10 @@ def _lr_note(lr: float, why: str, grid: str = SWEEP) -> str:
 
 
 def _lissa(depth: int, batch: int) -> dict[str, Any]:
-    """LiSSA as Appendix E.3: depth T, R = 5 repeats, each on minibatches of ``batch``."""
-    return {"solver": {"name": "lissa", "depth": depth, "repeats": 5, "batch_size": batch}}
+    """LiSSA as Appendix E.3: depth T, R = 5 repeats, each on minibatches of ``batch``, σ by
+    the paper's grid procedure."""
+    solver = {"name": "lissa", "depth": depth, "scale": "grid", "repeats": 5, "batch_size": batch}
+    return {"solver": solver}
 
 
 def _lissa_batch_note(batch: int) -> str:
@@ -106,14 +108,14 @@ _CPU_DATA_NOTE = (
 
 
 # the paper's retraining variants only: the horizon-matched PBRF and linearized PBRF (this
-# project's additions) train for LiSSA's horizon T/σ, which at these rows' small λ_max is many
-# times K/2 (mnist-mlp: σ = 0.60, T/σ = 8300, about 2600 epochs at lr 0.1)
+# project's additions) train for LiSSA's horizon T/σ, which at these rows' learning rates is
+# many times K/2 (mnist-mlp: T/σ = 5000/25 = 200 at lr 0.003, about 2000 epochs)
 _CPU_VARIANTS = ["cold", "warm", "proximal", "pbrf_paper", "linearized_pbrf_paper"]
 _CPU_VARIANTS_NOTE = (
     "retraining variants: the paper's (cold, warm, proximal, PBRF and linearized PBRF at the "
     "paper's setting, K/2 epochs at lr/10); the horizon-matched PBRFs this project adds are left "
-    "out: LiSSA's horizon T/σ at these rows' small λ_max is many times K/2 (mnist-mlp: about "
-    "2600 epochs), too long for a CPU"
+    "out: LiSSA's horizon T/σ at these rows' learning rates is many times K/2 (mnist-mlp: about "
+    "2000 epochs), too long for a CPU"
 )
 
 
@@ -260,8 +262,8 @@ _CNN_SMOKE_MODEL = {
 }
 # After 3 epochs a CNN's curvature is still tiny (λ_max ≈ 0.2 measured on the smoke files), so a
 # matched PBRF would need ~10³ steps: the smoke scale trains it for K/2 epochs instead (the
-# report then flags the horizon mismatch), with fewer power iterations.
-_CNN_SMOKE = {"retrain.pbrf.horizon": "explicit", "influence.solver.power_iters": 10}
+# report then flags the horizon mismatch).
+_CNN_SMOKE = {"retrain.pbrf.horizon": "explicit"}
 _CNN_TITLES = {"lenet": "LeNet-5", "alexnet": "AlexNet", "vgg13": "VGG13", "resnet20": "ResNet-20"}
 _CNN_NOTES = {
     "lenet": "LeNet-5 with ReLU and max-pooling (the paper names LeCun et al. 1998 only)",

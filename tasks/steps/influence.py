@@ -111,5 +111,6 @@ def influence(ctx: StepContext) -> None:
             "method": get("method", str),
             "converged": [bool(res.converged)],
             "warnings": ["; ".join(res.warnings)],
+            "scale_trials": ["; ".join(info["scale_trials"]) if info.get("scale_trials") else None],
         },
     )

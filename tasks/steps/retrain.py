@@ -28,6 +28,7 @@ from tasks.steps.runtime import (
     load_base_run,
     load_data,
     load_selection,
+    read_chosen_scale,
     read_top_eigenvalue,
     removed_lists,
     shard_rows,
@@ -57,6 +58,8 @@ def matched_lissa_horizon(ctx: StepContext) -> float | None:
     solver = cfg.influence.solver
     if solver.name != "lissa":
         return None
+    if solver.scale == "grid":  # chosen by the influence node (Appendix E.3's procedure)
+        return lissa_horizon(solver.depth, read_chosen_scale(ctx))
     scale = lissa_scale(solver.scale, solver.scale_factor, cfg.damping, read_top_eigenvalue(ctx))
     return lissa_horizon(solver.depth, scale)
 

@@ -115,6 +115,11 @@ def removed_lists(removed: Tensor) -> list[list[int]]:
     return [row.tolist() for row in removed.cpu()]
 
 
+def read_chosen_scale(ctx: StepContext) -> float:
+    """LiSSA's σ as the influence node chose it (``scale='grid'``), from its ``solver`` table."""
+    return float(ctx.read_table("solver", schemas.SOLVER)["scale"].iloc[0])
+
+
 def read_top_eigenvalue(ctx: StepContext) -> float | None:
     """λ_max from the ``spectrum`` input, when this node reads one."""
     if not any(k.startswith("spectrum[") for k in ctx.node.inputs):

@@ -62,6 +62,19 @@ def test_edges_are_exactly_the_producers_of_each_nodes_inputs():
     assert up["report"] == {"aggregate", "influence"}
 
 
+def test_scale_by_grid_takes_sigma_from_the_influence_node_not_the_spectrum():
+    """``influence.solver.scale=grid``: the influence node chooses σ (Appendix E.3), so the
+    matched PBRFs wait for its ``solver`` table and no spectrum node is planned."""
+    plan = _plan(smoke_config(influence__solver__scale="grid"))
+    up = {n.id: set(n.upstream) for n in plan}
+    assert "spectrum" not in up and "spectrum" not in up["influence"]
+    assert "influence" in up["retrain-pbrf"] and "influence" in up["retrain-linearized_pbrf"]
+    assert "influence" not in up["retrain-warm"] and "influence" not in up["retrain-pbrf_paper"]
+    assert any(k.startswith("solver[") for k in plan["retrain-pbrf"].inputs)
+    fixed = _plan(smoke_config(influence__solver__scale=30.0))
+    assert "influence" not in {u for n in fixed for u in n.upstream if n.id == "retrain-pbrf"}
+
+
 def test_damping_restamps_only_the_nodes_that_read_it():
     changed = _changed(smoke_config(), smoke_config(damping=0.01))
     assert changed == {

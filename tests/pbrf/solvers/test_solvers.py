@@ -16,10 +16,12 @@ from tiny_problems import DTYPE, random_spd, tiny_problem
 
 from pbrf.curvature import LinearizedGNH, dense_gnh, sampled_matvec
 from pbrf.solvers import (
+    SCALE_GRID,
     SOLVER_SETTINGS,
     CGSettings,
     ExactSettings,
     LissaDivergenceError,
+    LissaGridDivergenceError,
     LissaSettings,
     NotPositiveDefiniteError,
     conjugate_gradient,
@@ -27,6 +29,7 @@ from pbrf.solvers import (
     dual_solve,
     exact_solve,
     lissa,
+    lissa_grid,
     power_iteration,
     top_eigenvalue,
 )
@@ -83,6 +86,7 @@ def test_settings_validate_from_mappings_and_round_trip():
         LissaSettings(),
         LissaSettings(scale=2.0, depth=10),
         LissaSettings(batch_size=16, repeats=3, seed=4),
+        LissaSettings(scale="grid", scale_grid=(50.0, 5.0)),
         CGSettings(max_iter=5),
         ExactSettings(method="dual"),
     ):
@@ -96,6 +100,7 @@ def test_settings_validate_from_mappings_and_round_trip():
         "name": "lissa",
         "depth": 5000,
         "scale": "auto",
+        "scale_grid": SCALE_GRID,
         "scale_factor": 1.5,
         "repeats": 1,
         "batch_size": None,
@@ -125,6 +130,11 @@ def test_settings_validate_from_mappings_and_round_trip():
         ({"name": "lissa", "seed": 7}, "seed"),
         ({"name": "lissa", "scale": 2.0, "scale_factor": 3.0}, "scale_factor"),
         ({"name": "lissa", "scale": 2.0, "power_iters": 5}, "power_iters"),
+        ({"name": "lissa", "scale": "grid", "scale_factor": 3.0}, "scale_factor"),
+        ({"name": "lissa", "scale_grid": [1.0, 2.0]}, "scale_grid"),
+        ({"name": "lissa", "scale": "grid", "scale_grid": []}, "scale_grid"),
+        ({"name": "lissa", "scale": "grid", "scale_grid": [1.0, -2.0]}, "scale_grid"),
+        ({"name": "lissa", "scale": "grid", "scale_grid": [1.0, 1.0]}, "scale_grid"),
         ({"name": "lissa", "cg_tol": 1e-3}, "cg_tol"),
         ({"name": "cg", "max_iter": 0}, "max_iter"),
         ({"name": "cg", "tol": 0.0}, "tol"),
@@ -398,6 +408,44 @@ def test_lissa_divergence_raises_typed_error_with_its_values(spd):
         err.top_eigenvalue,
         str(err),
     )
+
+
+def test_lissa_grid_takes_the_smallest_bounded_scale_as_appendix_e3(spd):
+    """The paper's procedure: σ below (λ_max + λ)/2 = 500.05 diverges (at the step an independent
+    NumPy replay finds) and is passed over; the first σ above it is the result — the same
+    vectors as LiSSA run at that σ alone, and SciPy's solve to the truncation tolerance."""
+    v = _rhs(D, k=2)
+    calls = []
+
+    def make():
+        calls.append(1)
+        return lambda m: m @ spd
+
+    res = lissa_grid(make, v, grid=(1200.0, 100.0, 600.0, 400.0), depth=8000, damping=0.1)
+    assert res.scale == 600.0 and len(calls) == 3  # 100 and 400 diverged; 1200 never tried
+    assert [t.scale for t in res.trials] == [100.0, 400.0, 600.0]
+    for trial in res.trials[:2]:
+        first = min(_first_blow_up(spd.numpy(), row, trial.scale, 0.1, 4.0) for row in v.numpy())
+        assert (trial.step, trial.repeat) == (first, 0) and trial.ratio > 4.0
+        assert f"diverged at step {first}" in trial.describe()
+    assert res.trials[-1].step is None and "chosen" in res.trials[-1].describe()
+    alone = lissa(lambda m: m @ spd, v, depth=8000, scale=600.0, damping=0.1)
+    assert torch.equal(res.x, alone.x) and res.horizon == 8000 / 600
+    assert rel_err(res.x, scipy_solve(spd, v, 0.1)) < LISSA_RTOL
+
+
+def test_lissa_grid_diverging_everywhere_names_the_grid_and_pickles(spd):
+    v = _rhs(D, k=1)
+    with pytest.raises(LissaGridDivergenceError) as info:
+        lissa_grid(lambda: lambda m: m @ spd, v, grid=(10.0, 100.0), depth=500, damping=0.1)
+    err = info.value
+    assert isinstance(err, LissaDivergenceError) and err.grid == (10.0, 100.0)
+    assert err.scale == 100.0  # the values describe the largest σ
+    assert "every scale of the grid {10, 100}" in str(err) and "scale_grid" in str(err)
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.grid, again.step, str(again)) == (err.grid, err.step, str(err))
+    with pytest.raises(ValueError, match="grid"):
+        lissa_grid(lambda: lambda m: m @ spd, v, grid=(), depth=5, damping=0.1)
 
 
 def test_lissa_detects_nan():

@@ -168,6 +168,22 @@ def test_matched_pbrf_horizon_equals_lissas_and_the_paper_setting_is_reported_be
     assert h.loc["pbrf_paper", "horizon"] == pytest.approx(0.01 * 2 * 1)  # K/2 = 2 epochs at lr/10
 
 
+def test_scale_by_grid_is_recorded_and_sets_the_matched_pbrf_horizon(tmp_path: Path):
+    """σ = 0.001 lies far below (λ_max + λ)/2 and diverges at the first step; σ = 1e6 is chosen,
+    written to the solver table with both trials, and the matched PBRF trains for T/σ."""
+    cfg = smoke_config(influence__solver__scale="grid", influence__solver__scale_grid=[1e6, 1e-3])
+    results = run_study(tmp_path, cfg)
+    assert "spectrum" not in results and set(states(results).values()) == {"Completed"}
+    solver = _table(tmp_path, "influence/solver.parquet", schemas.SOLVER).iloc[0]
+    assert solver["scale"] == 1e6 and solver["horizon"] == cfg.influence.solver.depth / 1e6
+    first, chosen = solver["scale_trials"].split("; ")
+    assert first.startswith("σ=0.001: diverged at step 1 of repeat 0")
+    assert chosen == "σ=1e+06: bounded (chosen)"
+    h = _table(tmp_path, "aggregate/horizons.parquet", schemas.HORIZONS).set_index("variant")
+    assert h.loc["pbrf", "lissa_horizon"] == pytest.approx(solver["horizon"])
+    assert h.loc["pbrf", "epochs"] == 1  # the shortest schedule: T/σ is far below one step
+
+
 def test_influence_with_exact_solver_matches_a_dense_float64_solve(tmp_path: Path):
     cfg = smoke_config(
         influence__solver={"name": "exact"},

@@ -11,15 +11,10 @@ import torch
 from pipeline_fixtures import smoke_config
 
 from flows.cli import main
-from pbrf.curvature import dense_gnh
 from pbrf.data import load_dataset
 from pbrf.responses import train_base
-from tasks.engine import manifest
-from tasks.engine.context import StepContext
-from tasks.engine.plan import build_plan
-from tasks.steps.runtime import build_problem, load_theta
+from tasks.steps.runtime import build_problem
 from tasks.sweeps.tune import SGD_GRID, paper_grid, tune_lr
-from tasks.sweeps.tune_scale import tune_lissa_scale
 
 
 def test_the_lowest_validation_loss_wins_and_a_diverging_rate_never_does() -> None:
@@ -59,40 +54,3 @@ def test_cli_writes_the_choice_and_rejects_bad_grids(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in result["validation_loss"])
     assert main(["tune", "digits-mlp", "--grid", "0.1,x"]) == 2
     assert main(["tune", "cancer-lr"]) == 2  # L-BFGS has no learning rate
-
-
-def test_lissa_scale_is_the_smallest_convergent_one_of_the_grid(tmp_path: Path) -> None:
-    """On the study's own θˢ: a σ below (λ_max + λ)/2 (the series' radius) diverges and is passed
-    over; the first σ above it is chosen, and the study then reuses the base nodes."""
-    cfg = smoke_config(influence__solver__batch_size=None, influence__solver__repeats=1)
-    run = tmp_path / "run"
-    # λ_max of the full-data GNH at θˢ by a dense eigendecomposition (independent of LiSSA)
-    probe = tune_lissa_scale(run, cfg, (1e6,))
-    assert probe["chosen_scale"] == 1e6 and probe["tried"][0]["converged"]
-    ds = load_dataset(cfg.data)
-    problem, _ = build_problem(cfg, ds)
-    plan = build_plan(cfg.model_dump(mode="json"))
-    ctx = StepContext(root=run, config=cfg, plan=plan, node=plan["influence"])
-    theta = load_theta(ctx, problem, "theta_s").double()
-    top = float(torch.linalg.eigvalsh(dense_gnh(problem, theta, ds.x_train.double(),
-                                                ds.t_train)).max())  # fmt: skip
-    low, high = 0.25 * top, 2.5 * (top + cfg.damping)
-    result = tune_lissa_scale(run, cfg, (high, low))
-    assert result["grid"] == [low, high]  # tried in increasing order
-    first, second = result["tried"]
-    assert first["scale"] == low and not first["converged"] and first["diverged_at_step"] >= 1
-    assert second["scale"] == high and second["diverged_at_step"] is None
-    assert result["chosen_scale"] == high
-    assert result["horizon"] == pytest.approx(cfg.influence.solver.depth / high)
-    for node in ("prepare", "train_base", "select"):  # the study's own nodes, current for it
-        assert manifest.status(run, plan[node]).current
-
-
-def test_cli_tunes_the_lissa_scale_into_the_studys_run_directory(tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    argv = ["tune", "digits-mlp", "--scale", "smoke", "--lissa-scale", "--grid", "1e6"]
-    assert main(argv) == 0
-    result = json.loads((tmp_path / "runs/digits-mlp-smoke-tune/lissa_scale.json").read_text())
-    assert result["chosen_scale"] == 1e6 and result["grid"] == [1e6]
-    assert (tmp_path / "runs/digits-mlp-smoke/base").is_dir()  # the study's own θˢ
-    assert main([*argv, "--set", "influence.solver={name: cg}"]) == 2  # no scale to tune
