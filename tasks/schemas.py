@@ -323,6 +323,7 @@ SWEEP = _t(
     ("value", _f64, "its value at this point"),
     ("key2", _str, "second swept key (null for a one-key sweep)"),
     ("value2", _f64, "its value (null for a one-key sweep)"),
+    ("lr", _f64, "the point's base learning rate (null without one: L-BFGS)"),
     ("quantity", _str, "gap | pearson | spearman"),
     ("term", _str, "the gap (warm_start … solver), or the correlation's reference variant"),
     ("estimate", _f64, "gap: mean over removals; correlation: over removals"),

@@ -59,6 +59,7 @@ def _point_rows(sp: SweepPlan, root: Path, pid: str) -> list[dict[str, Any]]:
         "value": _float(point.values[keys[0]]),
         "key2": keys[1] if len(keys) > 1 else None,
         "value2": _float(point.values[keys[1]]) if len(keys) > 1 else None,
+        "lr": _float(getattr(cfg.train.optimizer, "lr", None)),
         "n": cfg.select.num_removals,
         "removal_size": cfg.select.size(n_train),
         "output_scale": _float(res.output_scale()),
