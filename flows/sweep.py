@@ -41,11 +41,21 @@ class SweepParams(RunParams):
         description='swept keys and values; replaces or adds an axis, e.g. {"damping": [0.1]}',
     )
     out: str | None = Field(None, description="sweep directory (default runs/sweeps/SWEEP-SCALE)")
+    tune_lr: bool | None = Field(
+        None,
+        description=(
+            "choose each point's learning rate by the paper's validation sweep first "
+            "(None: as the sweep's scale says, on at the paper scale)"
+        ),
+    )
 
     def spec(self):
         from pbrf.study.sweeps import resolve_sweep
+        from tasks.sweeps.tune_points import tune_sweep_lr
 
-        return resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=self.overrides_on())
+        spec = resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=self.overrides_on())
+        tune = spec.tune_lr if self.tune_lr is None else self.tune_lr
+        return tune_sweep_lr(self.out_dir(spec.name), spec) if tune and not spec.lr else spec
 
     def out_dir(self, name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / "sweeps" / name

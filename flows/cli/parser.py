@@ -218,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--point", help="run only this grid point, without Prefect (a DVC stage)")
     sw.add_argument("--collect", action="store_true", help="only write the table, figure, report")
     sw.add_argument(
+        "--tune-lr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="choose every point's learning rate by the paper's validation sweep first "
+        "(pbrf tune at each point; kept in <out>/tune/ and reused); default: on at the paper "
+        "scale, off otherwise",
+    )
+    sw.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when a point diverged, has no results, or its run warned",

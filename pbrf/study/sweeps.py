@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pbrf.study.config import StudyConfig
 from pbrf.study.presets import apply_overrides, get_preset, preset_dict
 
+LR_KEY = "train.optimizer.lr"
 Trend = Literal["increases", "decreases", "peaks", "dips"]
 XAxis = Literal["value", "horizon_ratio"]
 MAX_AXES = 2
@@ -91,6 +92,20 @@ class SweepSpec(_Frozen):
     axes: tuple[Axis, ...]
     expectations: tuple[Expectation, ...] = ()
     x: XAxis = Field("value", description="plot against the swept value or η·S/(T/σ)")
+    tune_lr: bool = Field(
+        False,
+        description=(
+            "choose every point's learning rate by the paper's validation sweep before running "
+            "(the paper scale's default; `pbrf sweep --tune-lr/--no-tune-lr`)"
+        ),
+    )
+    lr: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "base learning rate per point id, chosen at each point by the paper's validation "
+            "sweep (`pbrf sweep --tune-lr`); applied over the point's config"
+        ),
+    )
 
     @field_validator("axes")
     @classmethod
@@ -115,11 +130,14 @@ class SweepSpec(_Frozen):
         base = self.base()
         out: list[Point] = []
         seen: dict[str, str] = {}
+        if self.lr and LR_KEY in self.keys:
+            raise ValueError(f"the sweep's axis {LR_KEY} cannot also be tuned per point")
         for combo in itertools.product(*(a.values for a in self.axes)):
             values = dict(zip(self.keys, combo, strict=True))
             pid = point_id(values)
+            tuned = {LR_KEY: self.lr[pid]} if pid in self.lr else {}
             try:
-                cfg = StudyConfig.model_validate(apply_overrides(base, values))
+                cfg = StudyConfig.model_validate(apply_overrides(base, {**values, **tuned}))
             except ValidationError as exc:
                 raise PointError(pid, exc) from None
             dump = repr(cfg.model_dump(mode="json"))
@@ -129,6 +147,8 @@ class SweepSpec(_Frozen):
             out.append(Point(id=pid, values=values, config=cfg))
         if len({p.id for p in out}) != len(out):
             raise ValueError(f"grid values give clashing point names: {[p.id for p in out]}")
+        if unknown := sorted(set(self.lr) - {p.id for p in out}):
+            raise ValueError(f"lr names points the grid does not have: {unknown}")
         return out
 
 
@@ -169,6 +189,7 @@ class SweepScale:
     overrides: dict[str, Any] = field(default_factory=dict)
     preset_scale: str | None = None
     note: str = ""
+    tune_lr: bool = False  # each point's learning rate by the paper's validation sweep
 
 
 @dataclass(frozen=True)
@@ -234,7 +255,7 @@ def _scales(
     return {
         "smoke": SweepScale(smoke, {**SMOKE, **extra}, "smoke", notes[0]),
         "laptop": SweepScale(laptop, {**LAPTOP, **extra}, None, notes[1]),
-        "paper": SweepScale(paper, {**PAPER, **extra}, None, "Appendix E.4 grid"),
+        "paper": SweepScale(paper, {**PAPER, **extra}, None, "Appendix E.4 grid", tune_lr=True),
     }
 
 
@@ -364,6 +385,7 @@ def resolve_sweep(
             "description": sp.description + (f" ({sc.note})" if sc.note else ""),
             "expectations": sp.expectations,
             "x": sp.x,
+            "tune_lr": sc.tune_lr,
         }
         label = f"{name}-{scale}"
     else:
