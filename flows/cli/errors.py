@@ -57,7 +57,12 @@ def _validation_message(exc) -> str:
 
 def _hint(exc: Exception) -> str:
     """The config keys that address a known numerical failure."""
-    from pbrf.solvers import HessianDivergenceError, LissaDivergenceError, NonPositiveScaleError
+    from pbrf.solvers import (
+        HessianDivergenceError,
+        LissaDivergenceError,
+        LissaGridDivergenceError,
+        NonPositiveScaleError,
+    )
     from pbrf.trainer import NonFiniteLossError
 
     if isinstance(exc, HessianDivergenceError):
@@ -75,6 +80,11 @@ def _hint(exc: Exception) -> str:
             f" Set damping above {-exc.top_eigenvalue:.3g}, or influence.solver.scale to a fixed "
             "σ > 0 (then damping must still exceed the most negative eigenvalue), or use "
             "influence.curvature=gnh."
+        )
+    if isinstance(exc, LissaGridDivergenceError):
+        return (
+            " Add larger values to influence.solver.scale_grid, raise damping, or raise "
+            "influence.solver.batch_size."
         )
     if isinstance(exc, LissaDivergenceError):
         return (

@@ -25,6 +25,21 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+def test_a_grid_where_every_scale_diverges_exits_1_naming_the_grid(tmp_path: Path, capsys) -> None:
+    params = tmp_path / "params.yaml"
+    sets = ["influence.solver.scale=grid", "influence.solver.scale_grid=[0.001, 0.002]"]
+    argv = ["params", "digits-mlp", *SMOKE, *[a for s in sets for a in ("--set", s)]]
+    assert main([*argv, "-o", str(params)]) == 0
+    out = str(tmp_path / "a")
+    for step in ("prepare", "train_base", "select"):
+        assert main(["step", step, "--params", str(params), "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["step", "influence", "--params", str(params), "--out", out]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "every scale of the grid {0.001, 0.002}" in line
+    assert "influence.solver.scale_grid" in line
+
+
 @pytest.mark.slow
 def test_help_imports_neither_torch_nor_prefect() -> None:
     code = (
