@@ -20,6 +20,7 @@ settings.apply()
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.context import FlowRunContext  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
+from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 
 from flows.params import StudyParams, run_namer  # noqa: E402
 from flows.prefect_tasks import submit_node, warm_up  # noqa: E402
@@ -79,7 +80,7 @@ def decomposition(params: DecompositionParams = DecompositionParams()) -> dict[s
     if cfg.device.startswith("cuda") and not gpu_slots and is_dask(runner):
         get_run_logger().warning("no Dask worker advertises a GPU resource (--resources GPU=1)")
     futures = {}
-    held = type(runner).__name__ == "ProcessPoolTaskRunner"  # influence first (head_start)
+    held = isinstance(runner, ProcessPoolTaskRunner)  # influence first (head_start)
     for node in submission_order(plan):
         if held and node.step == "retrain":
             head_start(plan, futures)

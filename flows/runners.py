@@ -46,11 +46,10 @@ def task_runner(address: str | None = None, *, max_workers: int = 8, workers: in
 
         return DaskTaskRunner(address=address)
     if workers > 1:
-        from prefect.task_runners import ProcessPoolTaskRunner
-
         from flows.lifetime import init_worker
+        from flows.process_pool import StudyProcessPool
 
-        return ProcessPoolTaskRunner(
+        return StudyProcessPool(
             max_workers=workers, initializer=init_worker, initargs=(os.getpid(),)
         )
     from prefect.task_runners import ThreadPoolTaskRunner

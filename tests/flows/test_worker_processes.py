@@ -37,7 +37,7 @@ def test_cpu_studies_of_a_minute_or_more_get_one_process_per_core(monkeypatch) -
     assert local_workers("cuda", 8, 0.0, requested=3) == 3
     with pytest.raises(ValueError, match="--workers must be ≥ 0"):
         local_workers("cpu", 8, 0.0, requested=-1)
-    assert type(task_runner(workers=2)).__name__ == "ProcessPoolTaskRunner"
+    assert type(task_runner(workers=2)).__name__ == "StudyProcessPool"  # masked spawns
     assert type(task_runner(workers=1)).__name__ == "ThreadPoolTaskRunner"
 
 
