@@ -51,11 +51,10 @@ class SweepParams(RunParams):
 
     def spec(self):
         from pbrf.study.sweeps import resolve_sweep
-        from tasks.sweeps.tune_points import tune_sweep_lr
+        from tasks.sweeps.tune_points import tuned_if_asked
 
         spec = resolve_sweep(self.sweep, self.scale, grid=self.grid, overrides=self.overrides_on())
-        tune = spec.tune_lr if self.tune_lr is None else self.tune_lr
-        return tune_sweep_lr(self.out_dir(spec.name), spec) if tune and not spec.lr else spec
+        return tuned_if_asked(self.out_dir(spec.name), spec, self.tune_lr)
 
     def out_dir(self, name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / "sweeps" / name

@@ -141,18 +141,19 @@ def _print_collected(out: Path, sp: Any, collected: dict[str, Any]) -> None:
     print(f"\ntable: {out / OUTPUTS['table']}\nreport: {out / OUTPUTS['report']}")
 
 
-def _tuned(sp: Any, out: Path) -> Any:
-    """The sweep with every point's learning rate chosen by its validation sweep (exit 2 when
-    the sweep varies the rate itself or its optimizer has none)."""
+def _tuned(sp: Any, out: Path, asked: bool | None) -> Any:
+    """The sweep with every point's learning rate chosen by its validation sweep when asked or
+    its scale says so (exit 2 when the sweep varies the rate itself or its optimizer has none)."""
     from tasks.sweeps.points import plan_sweep
-    from tasks.sweeps.tune_points import tune_sweep_lr
+    from tasks.sweeps.tune_points import tuned_if_asked
 
     def show(pid: str, result: dict[str, Any], reused: bool) -> None:
         how = "reused" if reused else f"{len(result['grid'])} rates trained"
         print(f"{pid}: lr {result['chosen_lr']:g} ({how}; {out / 'tune'}/{result['key']}.json)")
 
     try:
-        return plan_sweep(tune_sweep_lr(out, sp.spec, on_point=show))
+        spec = tuned_if_asked(out, sp.spec, asked, on_point=show)
+        return sp if spec is sp.spec else plan_sweep(spec)
     except ValueError as exc:
         if type(exc) is ValueError:
             raise ConfigError(f"--tune-lr: {exc}") from None
@@ -178,9 +179,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         check_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / sp.spec.name
-    tune = sp.spec.tune_lr if args.tune_lr is None else args.tune_lr
-    if tune and not sp.spec.lr:  # a finished sweep's spec (--out, --spec) keeps its rates
-        sp = _tuned(sp, out)
+    sp = _tuned(sp, out, args.tune_lr)
     if args.dvc:
         from tasks.sweeps.dvcgen import write_sweep_dvc
 

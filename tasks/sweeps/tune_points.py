@@ -5,14 +5,15 @@ Appendix E.3/E.4 chose each model's learning rate by a validation sweep over {1,
 or number of epochs), so the sweep runs :func:`tasks.sweeps.tune.tune_lr` at every point and
 the point trains at the rate it chose (:attr:`pbrf.study.sweeps.SweepSpec.lr`).
 
-Validation training reads only what θˢ's training reads (data, model, training settings other
-than the rate, loss, dtype, kernel, device), so points that differ elsewhere (damping, the
-PBRF's epochs, the removal fraction) share one tuning. Each tuning is kept in
+Validation training depends only on what the registry's ``prepare`` and ``train_base`` steps
+read (the rate left out), so points that differ elsewhere (damping, the PBRF's epochs, the
+removal fraction) share one tuning. Each tuning is kept in
 ``<sweep>/tune/<key>.json`` under the hash of those settings and the grid, and a rerun reuses it.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -21,20 +22,20 @@ from typing import Any
 
 from pbrf.study.sweeps import LR_KEY, SweepSpec
 from tasks.engine.artifacts import write_json
+from tasks.registry import STEPS, get_key
 from tasks.sweeps.tune import paper_grid, tune_lr
 
 TUNE_DIR = "tune"
-# the config sections θˢ's training reads (tasks.registry: train_base, prepare), without the rate
-TUNING_READS = ("data", "model", "train", "loss", "dtype", "kernel", "device", "mislabel")
+TUNED_STEPS = ("prepare", "train_base")  # what a validation sweep runs, in effect
 
 
 def tuning_key(config: dict[str, Any], grid: Sequence[float]) -> str:
-    """Hash of what a validation sweep's result depends on: the settings θˢ's training reads
-    (the learning rate left out) and the grid."""
-    reads = {k: config.get(k) for k in TUNING_READS}
-    train = dict(reads["train"] or {})
-    train["optimizer"] = {k: v for k, v in train["optimizer"].items() if k != "lr"}
-    reads["train"] = train
+    """Hash of what a validation sweep's result depends on: the config keys the registry's
+    ``prepare`` and ``train_base`` steps read (the learning rate left out) and the grid."""
+    config = copy.deepcopy(config)
+    config["train"]["optimizer"].pop("lr", None)
+    keys = sorted({k for name in TUNED_STEPS for k in STEPS[name].reads_for(config, {})})
+    reads = {key: get_key(config, key) for key in keys}
     text = json.dumps({"reads": reads, "grid": list(grid)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -68,6 +69,18 @@ def tune_sweep_lr(
         if on_point is not None:
             on_point(point.id, result, reused)
     return spec.model_copy(update={"lr": chosen})
+
+
+def tuned_if_asked(
+    root: Path | str,
+    spec: SweepSpec,
+    asked: bool | None,
+    on_point: Callable[[str, dict[str, Any], bool], None] | None = None,
+) -> SweepSpec:
+    """``spec`` with its points' rates tuned when ``asked`` (``None``: the sweep scale's
+    ``tune_lr``) and not already set (a finished sweep's spec keeps its rates)."""
+    tune = spec.tune_lr if asked is None else asked
+    return tune_sweep_lr(root, spec, on_point=on_point) if tune and not spec.lr else spec
 
 
 def _read(path: Path, key: str) -> dict[str, Any] | None:
